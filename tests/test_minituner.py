@@ -1,0 +1,854 @@
+"""The graded tests of Lab 00, "LoRA by hand".
+
+Every test carries the marker of its block (block_a ... block_e) and a name that the lab's stop
+condition selects:  pytest tests/test_minituner.py -k "lora_init_identity or param_count or merge
+or freeze or roundtrip"  runs blocks A to D;  pytest -m block_e  runs block E.
+
+When a test fails, its message names the rule that broke and the most likely cause. Shapes and
+values are random but seeded (the `seed` / `rng` fixtures of conftest.py); layers are never square,
+because a square layer hides a swapped transpose.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from minituner.lora import (
+    DEFAULT_TARGETS,
+    LoRALinear,
+    load_lora_state_dict,
+    lora_regression_grads,
+    lora_state_dict,
+    train_lora_regression,
+    wrap_minigpt_with_lora,
+)
+from minituner.model import MiniGPT, MiniGPTConfig
+
+block_a = pytest.mark.block_a
+block_b = pytest.mark.block_b
+block_c = pytest.mark.block_c
+block_d = pytest.mark.block_d
+block_e = pytest.mark.block_e
+
+LORA_NAMES = ("lora_A", "lora_B")
+# A small MiniGPT with non-square LoRA targets (fc1 is 32 -> 128) and a short vocabulary.
+SMALL_GPT = MiniGPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
+
+
+# ----------------------------------------------------------------------------- helpers
+def random_linear(
+    rng: np.random.Generator, *, bias: bool = True, dtype: torch.dtype = torch.float32
+) -> nn.Linear:
+    """An nn.Linear with random, distinct in/out sizes and random weights (non-zero bias)."""
+    in_f, out_f = (int(v) for v in rng.choice(np.arange(3, 48), size=2, replace=False))
+    layer = nn.Linear(in_f, out_f, bias=bias).to(dtype)
+    if bias:
+        with torch.no_grad():
+            layer.bias.uniform_(-1.0, 1.0)  # nn.Linear's default bias is small; make it count
+    return layer
+
+
+def random_input(rng: np.random.Generator, layer: nn.Linear) -> torch.Tensor:
+    """A batch (B, T, in_features) in the layer's dtype: a 3-D input checks leading dims."""
+    batch, steps = (int(v) for v in rng.integers(1, 5, size=2))
+    return torch.randn(batch, steps, layer.in_features, dtype=layer.weight.dtype)
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).detach().abs().max())
+
+
+def randomize_lora(module: nn.Module) -> None:
+    """Give every lora_A and lora_B non-zero values, as if the adapter had been trained."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.rpartition(".")[2] in LORA_NAMES:
+                p.normal_(0.0, 0.5)
+
+
+def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def trainable_names(model: nn.Module) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def is_lora_name(name: str) -> bool:
+    return name.rpartition(".")[2] in LORA_NAMES
+
+
+def small_gpt() -> MiniGPT:
+    return MiniGPT(SMALL_GPT)
+
+
+def token_batch(rng: np.random.Generator, cfg: MiniGPTConfig = SMALL_GPT) -> torch.Tensor:
+    return torch.from_numpy(rng.integers(0, cfg.vocab_size, size=(2, cfg.block_size)))
+
+
+# ----------------------------------------------------------------------------- Block A
+@block_a
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_lora_init_identity(seed: int, rng: np.random.Generator, dtype: torch.dtype, bias: bool) -> None:
+    for _ in range(3):
+        base = random_linear(rng, bias=bias, dtype=dtype)
+        x = random_input(rng, base)
+        expected = base(x)
+        lora = LoRALinear(base, r=int(rng.integers(1, 9)), alpha=16.0)
+        out = lora(x)
+        assert out.shape == expected.shape, (
+            f"output shape {tuple(out.shape)} != base output shape {tuple(expected.shape)}: "
+            "forward must keep every leading dimension of x and end with out_features"
+        )
+        assert out.dtype == dtype, f"output dtype {out.dtype} != input dtype {dtype}"
+        diff = max_abs_diff(out, expected)
+        assert diff == 0.0, (
+            f"output differs from base(x) at init (max abs difference {diff:.3g}, must be exactly 0): "
+            "is lora_B initialized to zeros, and is base(x) computed with the untouched base layer?"
+        )
+
+
+@block_a
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_lora_init_identity_factors(seed: int, rng: np.random.Generator, dtype: torch.dtype) -> None:
+    base = random_linear(rng, dtype=dtype)
+    r = int(rng.integers(4, 9))
+    lora = LoRALinear(base, r=r, alpha=16.0)
+    A, B = lora.lora_A, lora.lora_B
+    for name, p in (("lora_A", A), ("lora_B", B)):
+        assert isinstance(p, nn.Parameter), (
+            f"{name} is a {type(p).__name__}, not an nn.Parameter: a plain tensor is invisible to "
+            "model.parameters(), so no optimizer would ever train it"
+        )
+        assert p.dtype == base.weight.dtype and p.device == base.weight.device, (
+            f"{name} is {p.dtype} on {p.device}, base.weight is {base.weight.dtype} on "
+            f"{base.weight.device}: create the factors with base.weight's dtype and device"
+        )
+    assert tuple(A.shape) == (r, base.in_features), (
+        f"lora_A has shape {tuple(A.shape)}, expected (r, in_features) = {(r, base.in_features)}"
+    )
+    assert tuple(B.shape) == (base.out_features, r), (
+        f"lora_B has shape {tuple(B.shape)}, expected (out_features, r) = {(base.out_features, r)}"
+    )
+    assert not B.detach().any(), (
+        f"lora_B has {int(B.detach().count_nonzero())} non-zero entries at init: lora_B must start "
+        "at zeros (a random lora_B makes step 0 differ from the base model)"
+    )
+    # kaiming_uniform_(a=sqrt(5)) on an (r, in) tensor draws from U(-1/sqrt(in), 1/sqrt(in)).
+    bound = 1.0 / math.sqrt(base.in_features)
+    biggest = float(A.detach().abs().max())
+    assert biggest <= bound * (1 + 1e-6), (
+        f"lora_A has an entry of size {biggest:.4g}, above the kaiming_uniform_(a=sqrt(5)) bound "
+        f"1/sqrt(in_features) = {bound:.4g}: use nn.init.kaiming_uniform_(lora_A, a=math.sqrt(5)) "
+        "on a tensor of shape (r, in_features)"
+    )
+    assert biggest > 0.5 * bound and float(A.detach().std()) > 0.3 * bound, (
+        f"lora_A is (nearly) constant or tiny at init (max {biggest:.3g}, bound {bound:.3g}): it "
+        "must be random; with lora_A = lora_B = 0 no gradient would ever reach either factor"
+    )
+    linears = [name for name, m in lora.named_modules() if isinstance(m, nn.Linear)]
+    assert linears == ["base"], (
+        f"nn.Linear submodules {linears}: only the wrapped layer, as self.base, may be an "
+        "nn.Linear; create lora_A and lora_B as nn.Parameter directly"
+    )
+    assert lora.base is base, "self.base must be the very nn.Linear that was passed in, not a copy"
+
+
+@block_a
+def test_lora_init_identity_forward_scaling(seed: int, rng: np.random.Generator) -> None:
+    for r, alpha in ((4, 16.0), (8, 2.0), (3, 5.0)):  # never r == alpha, so a swap shows
+        base = random_linear(rng)
+        lora = LoRALinear(base, r=r, alpha=alpha)
+        assert lora.r == r and lora.alpha == alpha, "store r and alpha as given"
+        assert lora.scaling == pytest.approx(alpha / r), (
+            f"scaling is {lora.scaling}, expected alpha / r = {alpha / r}"
+        )
+        randomize_lora(lora)
+        x = random_input(rng, base)
+        with torch.no_grad():
+            update = (x @ lora.lora_A.T) @ lora.lora_B.T
+            expected = base(x) + (alpha / r) * update
+            out = lora(x)
+        diff = max_abs_diff(out, expected)
+        assert diff < 1e-5 * (1 + float(expected.abs().max())), (
+            f"forward differs from base(x) + (alpha/r) * x @ A.T @ B.T by {diff:.3g} "
+            f"(r={r}, alpha={alpha}): check the alpha / r scaling and the transposes"
+        )
+
+
+@block_a
+def test_lora_init_identity_dropout_on_branch_input_only(seed: int) -> None:
+    p = 0.5
+    base = nn.Linear(16, 24)
+    lora = LoRALinear(base, r=4, alpha=8.0, dropout=p)
+    x = torch.eye(16).repeat(4, 1)  # one-hot rows: input dropout keeps or drops a whole row's update
+
+    lora.train()
+    with torch.no_grad():
+        out, expected = lora(x), base(x)
+    diff = max_abs_diff(out, expected)
+    assert diff == 0.0, (
+        f"in train mode with lora_B = 0 the output differs from base(x) by {diff:.3g}: dropout "
+        "must act on the LoRA branch's input only, never on base(x) or on the output"
+    )
+
+    randomize_lora(lora)
+    with torch.no_grad():
+        lora.eval()
+        eval_update = lora(x) - base(x)
+        expected_update = lora.scaling * (x @ lora.lora_A.T) @ lora.lora_B.T
+        assert max_abs_diff(eval_update, expected_update) < 1e-5, (
+            "in eval mode dropout must be off: use an nn.Dropout module (or "
+            "F.dropout(..., training=self.training))"
+        )
+        lora.train()
+        train_update = lora(x) - base(x)
+    kept = torch.isclose(train_update, eval_update / (1 - p), atol=1e-5).all(dim=1)
+    dropped = torch.isclose(train_update, torch.zeros_like(train_update), atol=1e-6).all(dim=1)
+    assert bool(dropped.any()), (
+        "in train mode with dropout=0.5 no input was ever dropped: is the dropout argument "
+        "stored and applied to the LoRA branch?"
+    )
+    assert bool((kept | dropped).all()) and bool(kept.any()), (
+        "dropout is not applied to the LoRA branch's input: with one-hot inputs, each row's "
+        "update must be either zero or (eval update) / (1 - p); dropping after lora_A or on the "
+        "output gives other values"
+    )
+
+
+@block_a
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"r": 0}, ValueError),
+        ({"r": -2}, ValueError),
+        ({"r": 2.5}, ValueError),
+        ({"alpha": 0.0}, ValueError),
+        ({"alpha": -16.0}, ValueError),
+        ({"alpha": math.inf}, ValueError),
+        ({"alpha": math.nan}, ValueError),
+        ({"dropout": -0.1}, ValueError),
+        ({"dropout": 1.0}, ValueError),
+        ({"dropout": 1.5}, ValueError),
+    ],
+    ids=["r=0", "r=-2", "r=2.5", "alpha=0", "alpha=-16", "alpha=inf", "alpha=nan",
+         "dropout=-0.1", "dropout=1.0", "dropout=1.5"],
+)
+def test_lora_init_identity_rejects_bad_arguments(seed: int, kwargs: dict[str, float], error: type) -> None:
+    base = nn.Linear(6, 10)
+    with pytest.raises(error):
+        LoRALinear(base, **kwargs)  # type: ignore[arg-type]
+    assert base.weight.requires_grad and base.bias.requires_grad, (
+        f"LoRALinear(base, **{kwargs}) raised but froze base first: validate the arguments "
+        "before changing anything"
+    )
+
+
+@block_a
+@pytest.mark.parametrize("not_linear", [nn.Conv1d(4, 4, 1), nn.Identity(), torch.zeros(4, 4)],
+                         ids=["Conv1d", "Identity", "Tensor"])
+def test_lora_init_identity_rejects_non_linear_base(seed: int, not_linear: object) -> None:
+    with pytest.raises(TypeError):
+        LoRALinear(not_linear)  # type: ignore[arg-type]
+
+
+@block_a
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_freeze_base_survives_to_train_eval(seed: int, rng: np.random.Generator, bias: bool) -> None:
+    lora = LoRALinear(random_linear(rng, bias=bias), r=4)
+    steps = [
+        ("after __init__", lambda m: m),
+        (".to(torch.float64)", lambda m: m.to(torch.float64)),
+        (".train()", lambda m: m.train()),
+        (".eval()", lambda m: m.eval()),
+        (".to('cpu')", lambda m: m.to("cpu")),
+        (".float()", lambda m: m.float()),
+    ]
+    for label, step in steps:
+        lora = step(lora)
+        assert trainable_names(lora) == {"lora_A", "lora_B"}, (
+            f"{label}: trainable parameters are {sorted(trainable_names(lora))}, expected exactly "
+            "['lora_A', 'lora_B']: freeze base.weight and base.bias with requires_grad_(False) on "
+            "the Parameters themselves, and register lora_A / lora_B as nn.Parameter"
+        )
+    assert lora.lora_A.dtype == torch.float32, ".to(dtype) must convert lora_A and lora_B too"
+
+
+@block_a
+def test_freeze_false_keeps_base_trainable(seed: int, rng: np.random.Generator) -> None:
+    base = random_linear(rng)
+    lora = LoRALinear(base, r=4, freeze_base=False)
+    assert trainable_names(lora) == {"base.weight", "base.bias", "lora_A", "lora_B"}, (
+        f"with freeze_base=False the trainable parameters are {sorted(trainable_names(lora))}: "
+        "the base must stay trainable and lora_A / lora_B must be parameters"
+    )
+
+
+@block_a
+def test_freeze_only_lora_gets_gradients(seed: int, rng: np.random.Generator) -> None:
+    base = random_linear(rng)
+    lora = LoRALinear(base, r=4, alpha=8.0)
+    before = {name: p.detach().clone() for name, p in lora.named_parameters()}
+    x = random_input(rng, base)
+    target = torch.randn(*x.shape[:-1], base.out_features)
+    for _ in range(3):  # lora_A only gets a gradient once lora_B is non-zero, from step 2 on
+        lora.zero_grad()
+        loss = ((lora(x) - target) ** 2).mean()
+        loss.backward()
+        for name in ("base.weight", "base.bias"):
+            grad = lora.get_parameter(name).grad
+            assert grad is None, (
+                f"{name} received a gradient: the base must be frozen (requires_grad=False)"
+            )
+        # Plain SGD over *all* parameters, as an optimizer given model.parameters() would do
+        # (torch.optim itself takes seconds to import): frozen ones have no gradient to apply.
+        with torch.no_grad():
+            for p in lora.parameters():
+                if p.grad is not None:
+                    p.sub_(0.1 * p.grad)
+    after = dict(lora.named_parameters())
+    for name in ("base.weight", "base.bias"):
+        assert torch.equal(before[name], after[name].detach()), f"{name} changed during training"
+    for name in LORA_NAMES:
+        change = max_abs_diff(before[name], after[name].detach())
+        assert change > 0, (
+            f"{name} did not change after 3 optimizer steps: is it an nn.Parameter used in "
+            "forward, with requires_grad=True? (lora_A moves from step 2 on, lora_B from step 1)"
+        )
+
+
+@block_a
+def test_param_count_linear_64_r8_is_1024(seed: int) -> None:
+    lora = LoRALinear(nn.Linear(64, 64), r=8)
+    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    assert trainable == 1024, (
+        f"LoRALinear(nn.Linear(64, 64), r=8) has {trainable} trainable parameters, expected "
+        "r * (in + out) = 8 * (64 + 64) = 1024 (base frozen, A and B trainable)"
+    )
+
+
+@block_a
+def test_param_count_random_shapes(seed: int, rng: np.random.Generator) -> None:
+    for _ in range(5):
+        base = random_linear(rng, bias=bool(rng.integers(2)))
+        r = int(rng.integers(1, 17))
+        lora = LoRALinear(base, r=r)
+        trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in lora.parameters())
+        base_total = sum(p.numel() for p in base.parameters())
+        expected = r * (base.in_features + base.out_features)
+        assert trainable == expected, (
+            f"Linear({base.in_features}, {base.out_features}) at r={r}: {trainable} trainable "
+            f"parameters, expected r * (in + out) = {expected}"
+        )
+        assert total == base_total + expected, (
+            f"{total} parameters in all, expected base ({base_total}) + adapter ({expected}): "
+            "no extra parameters (no bias in the LoRA branch, no nn.Linear factors)"
+        )
+
+
+# ----------------------------------------------------------------------------- Block B
+def expected_targets(cfg: MiniGPTConfig) -> set[str]:
+    return {
+        f"blocks.{i}.{sub}"
+        for i in range(cfg.n_layer)
+        for sub in ("attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.o_proj", "mlp.fc1", "mlp.fc2")
+    }
+
+
+@block_b
+def test_freeze_wrap_minigpt_default_targets(seed: int) -> None:
+    model = small_gpt()
+    originals = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    returned = wrap_minigpt_with_lora(model, r=4, alpha=8.0)
+    assert returned is model, "wrap_minigpt_with_lora must wrap in place and return the same model"
+    wrapped = lora_layers(model)
+    expected = expected_targets(SMALL_GPT)
+    assert set(wrapped) == expected, (
+        f"wrapped {sorted(set(wrapped) - expected)} that are not targets and missed "
+        f"{sorted(expected - set(wrapped))}: wrap every nn.Linear whose dotted name equals a "
+        f"target or ends with '.' + target, for DEFAULT_TARGETS = {DEFAULT_TARGETS}"
+    )
+    for name, layer in wrapped.items():
+        assert layer.base is originals[name], f"{name}: LoRALinear must wrap the original layer"
+        assert layer.r == 4 and layer.scaling == pytest.approx(2.0), (
+            f"{name}: r={layer.r}, scaling={layer.scaling}; pass r and alpha on to every LoRALinear"
+        )
+    trainable = trainable_names(model)
+    not_lora = sorted(n for n in trainable if not is_lora_name(n))
+    assert not not_lora, (
+        f"still trainable after wrapping: {not_lora[:6]}: freeze every parameter that is not "
+        "lora_A / lora_B (embeddings, layer norms, lm_head, the wrapped bases)"
+    )
+    lora_params = {n for n, _ in model.named_parameters() if is_lora_name(n)}
+    assert trainable == lora_params and len(lora_params) == 2 * len(expected), (
+        "every lora_A / lora_B must be trainable, one pair per wrapped layer"
+    )
+
+
+@block_b
+def test_lora_init_identity_wrapped_minigpt(seed: int, rng: np.random.Generator) -> None:
+    model = small_gpt().eval()
+    idx = token_batch(rng)
+    with torch.no_grad():
+        before, _ = model(idx)
+        wrap_minigpt_with_lora(model)
+        after, _ = model(idx)
+    diff = max_abs_diff(after, before)
+    assert diff == 0.0, (
+        f"wrapping changed the model's logits by {diff:.3g}: a freshly wrapped model must compute "
+        "exactly what it computed before (lora_B = 0)"
+    )
+
+
+@block_b
+def test_param_count_wrapped_minigpt(seed: int) -> None:
+    model = small_gpt()
+    sizes = {n: (m.in_features, m.out_features) for n, m in model.named_modules()
+             if isinstance(m, nn.Linear)}
+    r = 3
+    wrap_minigpt_with_lora(model, r=r)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    expected = sum(r * (i + o) for n, (i, o) in sizes.items() if n in expected_targets(SMALL_GPT))
+    assert trainable == expected, (
+        f"wrapped MiniGPT at r={r} has {trainable} trainable parameters, expected the sum of "
+        f"r * (in + out) over the wrapped layers = {expected}"
+    )
+
+
+class _Toy(nn.Module):
+    """Names that test dotted-suffix matching: fc1, mlp.fc1, mlp.xfc1, xmlp.fc1, mlp.fc1_out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4, 6)
+        self.mlp = nn.Module()
+        self.mlp.fc1 = nn.Linear(6, 5)
+        self.mlp.xfc1 = nn.Linear(5, 7)
+        self.mlp.fc1_out = nn.Linear(7, 3)
+        self.xmlp = nn.Module()
+        self.xmlp.fc1 = nn.Linear(3, 2)
+        self.norm = nn.LayerNorm(4)
+
+
+@block_b
+@pytest.mark.parametrize(
+    "targets, expected",
+    [
+        (("fc1",), {"fc1", "mlp.fc1", "xmlp.fc1"}),
+        (("mlp.fc1",), {"mlp.fc1"}),
+        (("xfc1", "norm", "mlp"), {"mlp.xfc1"}),  # norm and mlp are not nn.Linear
+    ],
+    ids=["fc1", "mlp.fc1", "non_linear_targets"],
+)
+def test_freeze_wrap_matches_dotted_suffix(seed: int, targets: tuple[str, ...], expected: set[str]) -> None:
+    model = _Toy()
+    wrap_minigpt_with_lora(model, r=2, target_modules=targets)
+    wrapped = set(lora_layers(model))
+    assert wrapped == expected, (
+        f"target_modules={targets} wrapped {sorted(wrapped)}, expected {sorted(expected)}: a "
+        "name matches when it equals a target or ends with '.' + target (not a bare substring "
+        "or suffix), and only nn.Linear layers are wrapped"
+    )
+    assert trainable_names(model) == {f"{n}.{a}" for n in expected for a in LORA_NAMES}, (
+        "only the new lora_A / lora_B may be trainable after wrapping"
+    )
+
+
+@block_b
+def test_freeze_wrap_passes_dropout(seed: int, rng: np.random.Generator) -> None:
+    idx = token_batch(rng)
+    outputs = {}
+    for p in (0.0, 0.5):
+        torch.manual_seed(seed)
+        model = wrap_minigpt_with_lora(small_gpt(), dropout=p)
+        randomize_lora(model)
+        model.train()
+        with torch.no_grad():
+            outputs[p] = (model(idx)[0], model(idx)[0])
+    assert torch.equal(*outputs[0.0]), "with dropout=0.0 two train-mode forwards must agree"
+    assert not torch.equal(*outputs[0.5]), (
+        "with dropout=0.5 two train-mode forwards gave the same logits: pass dropout on to "
+        "every LoRALinear"
+    )
+
+
+@block_b
+def test_freeze_wrap_rejects_bad_calls(seed: int) -> None:
+    model = small_gpt()
+    with pytest.raises(ValueError):
+        wrap_minigpt_with_lora(model, target_modules=("no_such_layer",))
+    assert not lora_layers(model), "a rejected call must not wrap anything"
+    wrap_minigpt_with_lora(model, r=2)
+    layers = lora_layers(model)
+    with pytest.raises(ValueError):
+        wrap_minigpt_with_lora(model, r=2)
+    assert lora_layers(model) == layers, (
+        "wrapping an already wrapped model must raise ValueError before changing anything (no "
+        "LoRALinear inside a LoRALinear)"
+    )
+
+
+# ----------------------------------------------------------------------------- Block C
+def trained_wrapped_gpt(seed: int) -> MiniGPT:
+    torch.manual_seed(seed)
+    model = wrap_minigpt_with_lora(small_gpt(), r=4, alpha=8.0, dropout=0.0)
+    randomize_lora(model)
+    return model.eval()
+
+
+@block_c
+def test_roundtrip_state_dict_keys_and_copies(seed: int) -> None:
+    model = trained_wrapped_gpt(seed)
+    state = lora_state_dict(model)
+    expected = {n for n, _ in model.named_parameters() if is_lora_name(n)}
+    assert set(state) == expected, (
+        f"unexpected keys {sorted(set(state) - expected)[:4]}, missing {sorted(expected - set(state))[:4]}: "
+        "the adapter state dict holds exactly the lora_A / lora_B parameters, named as in "
+        "model.named_parameters()"
+    )
+    params = dict(model.named_parameters())
+    for name, tensor in state.items():
+        assert isinstance(tensor, torch.Tensor) and torch.equal(tensor, params[name].detach()), (
+            f"{name}: the saved tensor does not equal the parameter"
+        )
+        assert not tensor.requires_grad, f"{name}: save detached tensors (tensor.detach())"
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    changed = [n for n, t in state.items() if torch.equal(t, params[n].detach())]
+    assert not changed, (
+        f"{changed[:3]} changed with the model: save copies (detach().clone()), not views "
+        "of the live parameters"
+    )
+
+
+@block_c
+def test_roundtrip_same_model(seed: int, rng: np.random.Generator) -> None:
+    model = trained_wrapped_gpt(seed)
+    idx = token_batch(rng)
+    with torch.no_grad():
+        expected, _ = model(idx)
+    state = lora_state_dict(model)
+    lora_before = {n: p for n, p in model.named_parameters() if is_lora_name(n)}
+    randomize_lora(model)  # training on, or another adapter
+    load_lora_state_dict(model, state)
+    with torch.no_grad():
+        out, _ = model(idx)
+    diff = max_abs_diff(out, expected)
+    assert diff < 1e-5, f"save -> reload changed the logits by {diff:.3g} (must be < 1e-5)"
+    for n, p in model.named_parameters():
+        if is_lora_name(n):
+            assert p is lora_before[n] and p.requires_grad, (
+                f"{n}: load must copy into the existing parameters (an optimizer holds them) "
+                "and keep them trainable"
+            )
+    assert all(is_lora_name(n) for n in trainable_names(model)), "loading must not unfreeze the base"
+    with torch.no_grad():
+        for t in state.values():
+            t.zero_()
+    assert max_abs_diff(model(idx)[0], expected) < 1e-5, (
+        "the model changed when the state dict's tensors were modified: copy the values in"
+    )
+
+
+@block_c
+def test_roundtrip_into_fresh_model(seed: int, rng: np.random.Generator) -> None:
+    model = trained_wrapped_gpt(seed)
+    idx = token_batch(rng)
+    with torch.no_grad():
+        expected, _ = model(idx)
+    state = lora_state_dict(model)
+    fresh = trained_wrapped_gpt(seed)  # the same base weights ...
+    randomize_lora(fresh)  # ... but another adapter
+    load_lora_state_dict(fresh, state)
+    diff = max_abs_diff(fresh(idx)[0].detach(), expected)
+    assert diff < 1e-5, (
+        f"a freshly wrapped model loaded with the adapter differs by {diff:.3g} from the original"
+    )
+    assert trainable_names(fresh) == set(state), (
+        "after loading, exactly the lora_A / lora_B parameters must be trainable"
+    )
+
+
+def corrupt(state: dict[str, torch.Tensor], how: str) -> tuple[dict[str, object], list[str]]:
+    """A broken copy of an adapter state dict, and the key names its error must mention."""
+    bad: dict[str, object] = dict(state)
+    names = sorted(state)
+    a_name = next(n for n in names if n.endswith("lora_A"))
+    b_name = next(n for n in names if n.endswith("lora_B"))
+    if how == "missing":
+        del bad[a_name]
+        return bad, [a_name]
+    if how == "unexpected":
+        bad["lm_head.weight"] = torch.zeros(SMALL_GPT.vocab_size, SMALL_GPT.n_embd)
+        return bad, ["lm_head.weight"]
+    if how == "transposed":
+        bad[a_name] = state[a_name].T.contiguous()
+        return bad, [a_name]
+    if how == "broadcastable":
+        bad[b_name] = state[b_name][:1].clone()  # (1, r) would broadcast into (out, r)
+        return bad, [b_name]
+    if how == "not_a_tensor":
+        bad[a_name] = state[a_name].tolist()
+        return bad, [a_name]
+    if how == "several":
+        del bad[a_name]
+        bad[b_name] = state[b_name][:, :1].clone()
+        bad["blocks.0.attn.q_proj.lora_C"] = torch.zeros(1)
+        return bad, [a_name, b_name, "blocks.0.attn.q_proj.lora_C"]
+    raise AssertionError(how)
+
+
+@block_c
+@pytest.mark.parametrize(
+    "how", ["missing", "unexpected", "transposed", "broadcastable", "not_a_tensor", "several"]
+)
+def test_roundtrip_rejects_bad_state(seed: int, how: str) -> None:
+    model = trained_wrapped_gpt(seed)
+    state = lora_state_dict(model)
+    bad, names = corrupt(state, how)
+    randomize_lora(model)
+    snapshot = {n: t.clone() for n, t in model.state_dict().items()}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    with pytest.raises(ValueError) as excinfo:
+        load_lora_state_dict(model, bad)  # type: ignore[arg-type]
+    message = str(excinfo.value)
+    unnamed = [n for n in names if n not in message]
+    assert not unnamed, (
+        f"the ValueError for a {how} state does not name {unnamed}: name every problem key "
+        f"(message was: {message[:200]!r})"
+    )
+    touched = [n for n, t in model.state_dict().items() if not torch.equal(t, snapshot[n])]
+    assert not touched, (
+        f"a rejected load changed {touched[:3]}: validate every key and shape before copying anything"
+    )
+    assert flags == {n: p.requires_grad for n, p in model.named_parameters()}, (
+        "a rejected load changed requires_grad flags"
+    )
+
+
+# ----------------------------------------------------------------------------- Block D
+def merge_tolerance(out: torch.Tensor) -> float:
+    """1e-5, scaled up for outputs larger than 1 (float32 rounding is relative)."""
+    return 1e-5 * max(1.0, float(out.abs().max()))
+
+
+@block_d
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("freeze_base", [True, False], ids=["frozen", "trainable_base"])
+def test_merge_equivalence(seed: int, rng: np.random.Generator, bias: bool, freeze_base: bool) -> None:
+    for r, alpha in ((4, 16.0), (6, 3.0)):
+        base = random_linear(rng, bias=bias)
+        w0 = base.weight.detach().clone()
+        lora = LoRALinear(base, r=r, alpha=alpha, freeze_base=freeze_base)
+        randomize_lora(lora)
+        A, B = lora.lora_A.detach().clone(), lora.lora_B.detach().clone()
+        flags = {n: p.requires_grad for n, p in lora.named_parameters()}
+        x = random_input(rng, base)
+        with torch.no_grad():
+            before = lora(x)
+        lora.merge_()
+        tol = merge_tolerance(before)
+        with torch.no_grad():
+            after = lora(x)
+        diff = max_abs_diff(after, before)
+        assert diff < tol, (
+            f"merged forward differs from the unmerged one by {diff:.3g} (tolerance {tol:.3g}; "
+            f"r={r}, alpha={alpha}): merge must add scaling * lora_B @ lora_A to base.weight and "
+            "leave nothing of the adapter active"
+        )
+        expected_w = w0 + (alpha / r) * B @ A
+        w_diff = max_abs_diff(base.weight.detach(), expected_w)
+        assert w_diff < merge_tolerance(expected_w), (
+            f"base.weight after merge differs from W + (alpha/r) * B @ A by {w_diff:.3g}"
+        )
+        assert not lora.lora_A.detach().any() and not lora.lora_B.detach().any(), (
+            "lora_A and lora_B must be zero after merge_, or the update is counted twice"
+        )
+        assert flags == {n: p.requires_grad for n, p in lora.named_parameters()}, (
+            "merge_ changed requires_grad flags: every parameter keeps its flag"
+        )
+        assert base.weight.is_leaf and base.weight.grad_fn is None, (
+            "merge_ recorded the update in autograd: do it under torch.no_grad()"
+        )
+
+
+@block_d
+def test_merge_twice_and_reinit_then_train(seed: int, rng: np.random.Generator) -> None:
+    base = random_linear(rng)
+    lora = LoRALinear(base, r=4, alpha=8.0)
+    randomize_lora(lora)
+    x = random_input(rng, base)
+    with torch.no_grad():
+        before = lora(x)
+    lora.merge_()
+    lora.merge_()  # the factors are zero now: a second merge changes nothing
+    with torch.no_grad():
+        diff = max_abs_diff(lora(x), before)
+    assert diff < merge_tolerance(before), f"a second merge_ changed the output by {diff:.3g}"
+    A = lora.lora_A
+    nn.init.kaiming_uniform_(lora.lora_A, a=math.sqrt(5))  # start a new adapter
+    assert lora.lora_A is A and isinstance(A, nn.Parameter) and A.requires_grad, (
+        "after merge_, lora_A must still be the same trainable nn.Parameter"
+    )
+    out = lora(x)
+    diff = max_abs_diff(out.detach(), before)
+    assert diff < merge_tolerance(before), (
+        f"re-initializing lora_A after merge changed the output by {diff:.3g}: lora_B must be zero"
+    )
+    out.sum().backward()
+    assert lora.lora_B.grad is not None and bool(lora.lora_B.grad.any()), (
+        "after merge and re-init the adapter must train again: lora_B got no gradient"
+    )
+
+
+@block_d
+def test_merge_wrapped_minigpt(seed: int, rng: np.random.Generator) -> None:
+    model = trained_wrapped_gpt(seed)
+    idx = token_batch(rng)
+    with torch.no_grad():
+        before, _ = model(idx)
+        for layer in lora_layers(model).values():
+            layer.merge_()
+        after, _ = model(idx)
+    diff = max_abs_diff(after, before)
+    assert diff < merge_tolerance(before), (
+        f"merging every LoRALinear of a MiniGPT changed its logits by {diff:.3g}"
+    )
+
+
+# ----------------------------------------------------------------------------- Block E
+def regression_problem(
+    rng: np.random.Generator, dtype: type = np.float64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x (N, d_in), y (N, d_out), w_base (d_in, d_out), a (d_in, r), b (r, d_out): all distinct."""
+    n, d_in, d_out, r = (int(v) for v in rng.choice(np.arange(2, 12), size=4, replace=False))
+    x = rng.normal(size=(n, d_in))
+    y = rng.normal(size=(n, d_out))
+    w_base = rng.normal(size=(d_in, d_out))
+    a = rng.normal(scale=0.5, size=(d_in, r))
+    b = rng.normal(scale=0.5, size=(r, d_out))
+    return tuple(v.astype(dtype) for v in (x, y, w_base, a, b))  # type: ignore[return-value]
+
+
+def loop_oracle(x: np.ndarray, y: np.ndarray, w_base: np.ndarray, a: np.ndarray, b: np.ndarray,
+                lr: float, n_steps: int) -> np.ndarray:
+    """The block E algorithm, written out plainly."""
+    n = x.shape[0]
+    for _ in range(n_steps):
+        g = (2.0 / n) * x.T @ (x @ (w_base + a @ b) - y)
+        a, b = a - lr * (g @ b.T), b - lr * (a.T @ g)
+    return np.concatenate([a.ravel(), b.ravel()])
+
+
+@block_e
+def test_regression_grads_match_autograd(seed: int, rng: np.random.Generator) -> None:
+    for _ in range(3):
+        x, y, w_base, a, b = regression_problem(rng)
+        loss, grad_a, grad_b = lora_regression_grads(x, y, w_base, a, b)
+        ta = torch.tensor(a, requires_grad=True)
+        tb = torch.tensor(b, requires_grad=True)
+        tx, ty = torch.tensor(x), torch.tensor(y)
+        t_loss = ((tx @ (torch.tensor(w_base) + ta @ tb) - ty) ** 2).sum() / x.shape[0]
+        t_loss.backward()
+        expected_loss = t_loss.item()
+        assert np.shape(grad_a) == a.shape and np.shape(grad_b) == b.shape, (
+            f"grad_a {np.shape(grad_a)} / grad_b {np.shape(grad_b)} must have the shapes of a "
+            f"{a.shape} and b {b.shape}: grad_a = G @ b.T, grad_b = a.T @ G"
+        )
+        assert float(loss) == pytest.approx(expected_loss, rel=1e-10), (
+            f"loss {float(loss):.6g} != sum((x @ W - y)**2) / N = {expected_loss:.6g} "
+            f"(the element-wise mean would be {expected_loss / y.shape[1]:.6g}): block E's loss "
+            "sums over outputs and divides by N only"
+        )
+        for name, mine, ref in (("grad_a", grad_a, ta.grad), ("grad_b", grad_b, tb.grad)):
+            assert ref is not None
+            ratio = float(np.sum(mine * ref.numpy()) / np.sum(ref.numpy() ** 2))
+            assert np.allclose(mine, ref.numpy(), rtol=1e-9, atol=1e-12), (
+                f"{name} differs from autograd's (best scale factor mine/autograd = {ratio:.4g}): "
+                "check G = (2 / N) * x.T @ (x @ W - y), then grad_a = G @ b.T, grad_b = a.T @ G"
+            )
+
+
+@block_e
+def test_regression_train_matches_loop(seed: int, rng: np.random.Generator) -> None:
+    for _ in range(3):
+        x, y, w_base, a0, b0 = regression_problem(rng)
+        n_steps = int(rng.integers(1, 20))
+        out = train_lora_regression(x, y, w_base, a0, b0, lr=0.01, n_steps=n_steps)
+        expected = loop_oracle(x, y, w_base, a0, b0, 0.01, n_steps)
+        assert isinstance(out, np.ndarray) and out.shape == expected.shape, (
+            f"output shape {np.shape(out)}, expected (d_in*r + r*d_out,) = {expected.shape}: "
+            "return np.concatenate([a.ravel(), b.ravel()])"
+        )
+        assert out.dtype == np.float64, f"output dtype {out.dtype}, expected float64"
+        assert np.allclose(out, expected, rtol=1e-9, atol=1e-12), (
+            f"after {n_steps} steps the parameters differ from the block E algorithm by "
+            f"{float(np.abs(out - expected).max()):.3g}: compute grad_a and grad_b from the same "
+            "(a, b) before updating either, and use G = (2 / N) * x.T @ (x @ W - y)"
+        )
+
+
+@block_e
+def test_regression_loss_decreases(seed: int, rng: np.random.Generator) -> None:
+    x, y, w_base, a0, b0 = regression_problem(rng)
+    d_in, r = a0.shape
+    out = train_lora_regression(x, y, w_base, a0, b0, lr=0.005, n_steps=50)
+    a, b = out[: d_in * r].reshape(d_in, r), out[d_in * r:].reshape(r, -1)
+    start = lora_regression_grads(x, y, w_base, a0, b0)[0]
+    end = lora_regression_grads(x, y, w_base, a, b)[0]
+    assert end < start, (
+        f"50 gradient-descent steps raised the loss from {start:.4g} to {end:.4g}: "
+        "subtract lr * gradient (descent, not ascent)"
+    )
+
+
+@block_e
+def test_regression_zero_steps_and_zero_lr(seed: int, rng: np.random.Generator) -> None:
+    x, y, w_base, a0, b0 = regression_problem(rng)
+    initial = np.concatenate([a0.ravel(), b0.ravel()])
+    for kwargs in ({"lr": 0.01, "n_steps": 0}, {"lr": 0.0, "n_steps": 5}):
+        out = train_lora_regression(x, y, w_base, a0, b0, **kwargs)  # type: ignore[arg-type]
+        assert np.shape(out) == initial.shape and np.array_equal(out, initial), (
+            f"with {kwargs} the output must be concat(a0.ravel(), b0.ravel()) unchanged"
+        )
+
+
+@block_e
+def test_regression_does_not_modify_inputs(seed: int, rng: np.random.Generator) -> None:
+    arrays = regression_problem(rng)
+    copies = [v.copy() for v in arrays]
+    train_lora_regression(*arrays, lr=0.05, n_steps=3)
+    lora_regression_grads(*arrays)
+    names = ("x", "y", "w_base", "a0", "b0")
+    changed = [n for n, v, c in zip(names, arrays, copies) if not np.array_equal(v, c)]
+    assert not changed, (
+        f"{changed} were modified in place: copy a0 and b0 and update the copies "
+        "(a = a - lr * grad_a, not a -= ...)"
+    )
+
+
+@block_e
+@pytest.mark.parametrize("which", ["y_rows", "w_base", "a0", "b0", "n_steps"])
+def test_regression_rejects_bad_input(seed: int, rng: np.random.Generator, which: str) -> None:
+    x, y, w_base, a0, b0 = regression_problem(rng)
+    n_steps = 3
+    if which == "y_rows":
+        y = y[:-1]
+    elif which == "w_base":
+        w_base = w_base.T.copy()
+    elif which == "a0":
+        a0 = np.vstack([a0, a0[:1]])
+    elif which == "b0":
+        b0 = b0[:-1]
+    else:
+        n_steps = -1
+    with pytest.raises(ValueError):
+        train_lora_regression(x, y, w_base, a0, b0, lr=0.01, n_steps=n_steps)

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The maintainers' test command (the README's): verify the whole workbook. Needs tools/bootstrap.sh.
+# Extra arguments go to pytest, e.g. `bash tools/test.sh -k overlay`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec .venv/bin/python -m pytest tools/tests "$@"

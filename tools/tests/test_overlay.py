@@ -1,0 +1,88 @@
+"""Tests of the overlay mechanism and of the verification built on it.
+
+These are the maintainers' proof that the workbook works: the reference passes every graded test,
+the stubs fail every one for the right reason, and the lab's own commands select what they say.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labkit.overlay import (
+    CANDIDATE_PATH,
+    PRISTINE_PATHS,
+    WORKBOOK_ROOT,
+    OverlayRun,
+    pristine_copy,
+    run_overlay,
+)
+from labkit.verify import REFERENCE, STUBS, reference_problems, stub_problems
+
+LAB_K_EXPRESSION = "lora_init_identity or param_count or merge or freeze or roundtrip"
+
+
+@pytest.fixture(scope="module")
+def reference_run() -> OverlayRun:
+    return run_overlay(REFERENCE)
+
+
+@pytest.fixture(scope="module")
+def stub_run() -> OverlayRun:
+    return run_overlay(STUBS)
+
+
+def test_reference_passes_every_graded_test(reference_run: OverlayRun) -> None:
+    assert reference_problems(reference_run) == []
+    assert len(reference_run.passed) >= 50
+
+
+def test_stubs_fail_every_graded_test_with_not_implemented(
+    stub_run: OverlayRun, reference_run: OverlayRun
+) -> None:
+    assert stub_problems(stub_run) == []
+    assert {o.nodeid for o in stub_run.outcomes} == {o.nodeid for o in reference_run.outcomes}
+
+
+def test_pristine_copy_holds_only_the_graded_parts(tmp_path: Path) -> None:
+    dest = pristine_copy(tmp_path / "copy")
+    top = {p.name for p in dest.iterdir()}
+    assert top == {Path(rel).parts[0] for rel in PRISTINE_PATHS}
+    assert not (dest / "solutions").exists(), "a candidate must not be able to read the solutions"
+    assert (dest / CANDIDATE_PATH).read_text() == (WORKBOOK_ROOT / CANDIDATE_PATH).read_text()
+
+
+def test_broken_candidate_is_reported_not_raised(tmp_path: Path) -> None:
+    broken = tmp_path / "lora.py"
+    broken.write_text("def oops(:\n")
+    run = run_overlay(broken)
+    assert run.outcomes == () and run.returncode not in (0, None)
+    assert "SyntaxError" in run.output
+    assert reference_problems(run) and stub_problems(run)
+
+
+def test_extra_pytest_args_reach_the_run() -> None:
+    # The reference restricted to block E: only the selected tests run, and they pass.
+    run = run_overlay(REFERENCE, pytest_args=["-m", "block_e"])
+    assert run.outcomes and all(o.blocks == ("block_e",) for o in run.outcomes)
+    assert not run.not_passed
+
+
+def _collect(*args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "tests/test_minituner.py", *args],
+        cwd=WORKBOOK_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {line for line in proc.stdout.splitlines() if "::" in line}
+
+
+def test_lab_stop_command_selects_blocks_a_to_d() -> None:
+    selected = _collect("-k", LAB_K_EXPRESSION)
+    blocks_a_to_d = _collect("-m", "block_a or block_b or block_c or block_d")
+    assert selected == blocks_a_to_d and selected
+    assert not selected & _collect("-m", "block_e")
