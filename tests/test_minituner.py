@@ -12,6 +12,7 @@ because a square layer hides a swapped transpose.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -57,6 +58,22 @@ def random_input(rng: np.random.Generator, layer: nn.Linear) -> torch.Tensor:
     """A batch (B, T, in_features) in the layer's dtype: a 3-D input checks leading dims."""
     batch, steps = (int(v) for v in rng.integers(1, 5, size=2))
     return torch.randn(batch, steps, layer.in_features, dtype=layer.weight.dtype)
+
+
+def expect_error(error: type[Exception], call: Callable[[], object], what: str, hint: str) -> str:
+    """Call and require error; return its message. NotImplementedError passes through untouched."""
+    try:
+        call()
+    except NotImplementedError:
+        raise
+    except error as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a wrong exception type is the failure to report
+        pytest.fail(
+            f"{what} raised {type(exc).__name__}({exc}) instead of {error.__name__}: {hint}",
+            pytrace=False,
+        )
+    pytest.fail(f"{what} did not raise {error.__name__}: {hint}", pytrace=False)
 
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -184,7 +201,7 @@ def test_lora_init_identity_forward_scaling(seed: int, rng: np.random.Generator)
 
 @block_a
 def test_lora_init_identity_dropout_on_branch_input_only(seed: int) -> None:
-    p = 0.5
+    p = 0.25  # not 0.5, where keeping with probability p and dropping with p look the same
     base = nn.Linear(16, 24)
     lora = LoRALinear(base, r=4, alpha=8.0, dropout=p)
     x = torch.eye(16).repeat(4, 1)  # one-hot rows: input dropout keeps or drops a whole row's update
@@ -212,7 +229,7 @@ def test_lora_init_identity_dropout_on_branch_input_only(seed: int) -> None:
     kept = torch.isclose(train_update, eval_update / (1 - p), atol=1e-5).all(dim=1)
     dropped = torch.isclose(train_update, torch.zeros_like(train_update), atol=1e-6).all(dim=1)
     assert bool(dropped.any()), (
-        "in train mode with dropout=0.5 no input was ever dropped: is the dropout argument "
+        f"in train mode with dropout={p} no input was ever dropped: is the dropout argument "
         "stored and applied to the LoRA branch?"
     )
     assert bool((kept | dropped).all()) and bool(kept.any()), (
@@ -240,10 +257,17 @@ def test_lora_init_identity_dropout_on_branch_input_only(seed: int) -> None:
     ids=["r=0", "r=-2", "r=2.5", "alpha=0", "alpha=-16", "alpha=inf", "alpha=nan",
          "dropout=-0.1", "dropout=1.0", "dropout=1.5"],
 )
-def test_lora_init_identity_rejects_bad_arguments(seed: int, kwargs: dict[str, float], error: type) -> None:
+def test_lora_init_identity_rejects_bad_arguments(
+    seed: int, kwargs: dict[str, float], error: type[Exception]
+) -> None:
     base = nn.Linear(6, 10)
-    with pytest.raises(error):
-        LoRALinear(base, **kwargs)  # type: ignore[arg-type]
+    (name, value), = kwargs.items()
+    expect_error(
+        error, lambda: LoRALinear(base, **kwargs),  # type: ignore[arg-type]
+        f"LoRALinear(base, {name}={value})",
+        "validate the arguments in __init__ (r a positive int, alpha positive and finite, "
+        "dropout in [0, 1)) before building anything",
+    )
     assert base.weight.requires_grad and base.bias.requires_grad, (
         f"LoRALinear(base, **{kwargs}) raised but froze base first: validate the arguments "
         "before changing anything"
@@ -254,8 +278,11 @@ def test_lora_init_identity_rejects_bad_arguments(seed: int, kwargs: dict[str, f
 @pytest.mark.parametrize("not_linear", [nn.Conv1d(4, 4, 1), nn.Identity(), torch.zeros(4, 4)],
                          ids=["Conv1d", "Identity", "Tensor"])
 def test_lora_init_identity_rejects_non_linear_base(seed: int, not_linear: object) -> None:
-    with pytest.raises(TypeError):
-        LoRALinear(not_linear)  # type: ignore[arg-type]
+    expect_error(
+        TypeError, lambda: LoRALinear(not_linear),  # type: ignore[arg-type]
+        f"LoRALinear({type(not_linear).__name__})",
+        "check isinstance(base, nn.Linear) first and raise TypeError otherwise",
+    )
 
 
 @block_a
@@ -482,13 +509,19 @@ def test_freeze_wrap_passes_dropout(seed: int, rng: np.random.Generator) -> None
 @block_b
 def test_freeze_wrap_rejects_bad_calls(seed: int) -> None:
     model = small_gpt()
-    with pytest.raises(ValueError):
-        wrap_minigpt_with_lora(model, target_modules=("no_such_layer",))
+    expect_error(
+        ValueError, lambda: wrap_minigpt_with_lora(model, target_modules=("no_such_layer",)),
+        "wrap_minigpt_with_lora(model, target_modules=('no_such_layer',))",
+        "when no nn.Linear matches a target, raise ValueError instead of silently wrapping nothing",
+    )
     assert not lora_layers(model), "a rejected call must not wrap anything"
-    wrap_minigpt_with_lora(model, r=2)
+    wrap_minigpt_with_lora(model, r=2, target_modules=("q_proj",))
     layers = lora_layers(model)
-    with pytest.raises(ValueError):
-        wrap_minigpt_with_lora(model, r=2)
+    expect_error(
+        ValueError, lambda: wrap_minigpt_with_lora(model, r=2, target_modules=("k_proj",)),
+        "wrapping an already wrapped model again (first q_proj, then k_proj)",
+        "check for existing LoRALinear layers first: a second wrap would nest adapters",
+    )
     assert lora_layers(model) == layers, (
         "wrapping an already wrapped model must raise ValueError before changing anything (no "
         "LoRALinear inside a LoRALinear)"
@@ -617,9 +650,12 @@ def test_roundtrip_rejects_bad_state(seed: int, how: str) -> None:
     randomize_lora(model)
     snapshot = {n: t.clone() for n, t in model.state_dict().items()}
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    with pytest.raises(ValueError) as excinfo:
-        load_lora_state_dict(model, bad)  # type: ignore[arg-type]
-    message = str(excinfo.value)
+    message = expect_error(
+        ValueError, lambda: load_lora_state_dict(model, bad),  # type: ignore[arg-type]
+        f"load_lora_state_dict with a {how} state",
+        "be strict: check for missing and unexpected keys, non-tensor values and exact shapes "
+        "(no broadcasting), and raise ValueError naming them all",
+    )
     unnamed = [n for n in names if n not in message]
     assert not unnamed, (
         f"the ValueError for a {how} state does not name {unnamed}: name every problem key "
@@ -661,8 +697,8 @@ def test_merge_equivalence(seed: int, rng: np.random.Generator, bias: bool, free
         diff = max_abs_diff(after, before)
         assert diff < tol, (
             f"merged forward differs from the unmerged one by {diff:.3g} (tolerance {tol:.3g}; "
-            f"r={r}, alpha={alpha}): merge must add scaling * lora_B @ lora_A to base.weight and "
-            "leave nothing of the adapter active"
+            f"r={r}, alpha={alpha}): merge must add scaling * lora_B @ lora_A to base.weight, "
+            "then zero lora_A and lora_B, or the update counts twice"
         )
         expected_w = w0 + (alpha / r) * B @ A
         w_diff = max_abs_diff(base.weight.detach(), expected_w)
@@ -688,16 +724,17 @@ def test_merge_twice_and_reinit_then_train(seed: int, rng: np.random.Generator) 
     x = random_input(rng, base)
     with torch.no_grad():
         before = lora(x)
+    A = lora.lora_A
     lora.merge_()
     lora.merge_()  # the factors are zero now: a second merge changes nothing
     with torch.no_grad():
         diff = max_abs_diff(lora(x), before)
     assert diff < merge_tolerance(before), f"a second merge_ changed the output by {diff:.3g}"
-    A = lora.lora_A
-    nn.init.kaiming_uniform_(lora.lora_A, a=math.sqrt(5))  # start a new adapter
     assert lora.lora_A is A and isinstance(A, nn.Parameter) and A.requires_grad, (
-        "after merge_, lora_A must still be the same trainable nn.Parameter"
+        "after merge_, lora_A must still be the same trainable nn.Parameter (an optimizer holds "
+        "it): zero it in place instead of replacing it"
     )
+    nn.init.kaiming_uniform_(lora.lora_A, a=math.sqrt(5))  # start a new adapter
     out = lora(x)
     diff = max_abs_diff(out.detach(), before)
     assert diff < merge_tolerance(before), (
@@ -765,6 +802,7 @@ def test_regression_grads_match_autograd(seed: int, rng: np.random.Generator) ->
         )
         assert float(loss) == pytest.approx(expected_loss, rel=1e-10), (
             f"loss {float(loss):.6g} != sum((x @ W - y)**2) / N = {expected_loss:.6g} "
+            "with W = w_base + a @ b "
             f"(the element-wise mean would be {expected_loss / y.shape[1]:.6g}): block E's loss "
             "sums over outputs and divides by N only"
         )
@@ -773,7 +811,8 @@ def test_regression_grads_match_autograd(seed: int, rng: np.random.Generator) ->
             ratio = float(np.sum(mine * ref.numpy()) / np.sum(ref.numpy() ** 2))
             assert np.allclose(mine, ref.numpy(), rtol=1e-9, atol=1e-12), (
                 f"{name} differs from autograd's (best scale factor mine/autograd = {ratio:.4g}): "
-                "check G = (2 / N) * x.T @ (x @ W - y), then grad_a = G @ b.T, grad_b = a.T @ G"
+                "check G = (2 / N) * x.T @ (x @ W - y) with W = w_base + a @ b, then "
+                "grad_a = G @ b.T and grad_b = a.T @ G"
             )
 
 
@@ -792,7 +831,8 @@ def test_regression_train_matches_loop(seed: int, rng: np.random.Generator) -> N
         assert np.allclose(out, expected, rtol=1e-9, atol=1e-12), (
             f"after {n_steps} steps the parameters differ from the block E algorithm by "
             f"{float(np.abs(out - expected).max()):.3g}: compute grad_a and grad_b from the same "
-            "(a, b) before updating either, and use G = (2 / N) * x.T @ (x @ W - y)"
+            "(a, b) before updating either, use G = (2 / N) * x.T @ (x @ W - y), and return "
+            "np.concatenate([a.ravel(), b.ravel()])"
         )
 
 
@@ -817,7 +857,8 @@ def test_regression_zero_steps_and_zero_lr(seed: int, rng: np.random.Generator) 
     for kwargs in ({"lr": 0.01, "n_steps": 0}, {"lr": 0.0, "n_steps": 5}):
         out = train_lora_regression(x, y, w_base, a0, b0, **kwargs)  # type: ignore[arg-type]
         assert np.shape(out) == initial.shape and np.array_equal(out, initial), (
-            f"with {kwargs} the output must be concat(a0.ravel(), b0.ravel()) unchanged"
+            f"with {kwargs} the output must be np.concatenate([a0.ravel(), b0.ravel()]) unchanged "
+            "(a first, then b)"
         )
 
 
@@ -836,19 +877,31 @@ def test_regression_does_not_modify_inputs(seed: int, rng: np.random.Generator) 
 
 
 @block_e
-@pytest.mark.parametrize("which", ["y_rows", "w_base", "a0", "b0", "n_steps"])
+@pytest.mark.parametrize(
+    "which", ["y_rows", "y_one_row", "w_base", "w_base_one_row", "a0", "b0", "n_steps"]
+)
 def test_regression_rejects_bad_input(seed: int, rng: np.random.Generator, which: str) -> None:
     x, y, w_base, a0, b0 = regression_problem(rng)
     n_steps = 3
     if which == "y_rows":
         y = y[:-1]
+    elif which == "y_one_row":
+        y = y[:1]  # would broadcast silently against x @ W
     elif which == "w_base":
         w_base = w_base.T.copy()
+    elif which == "w_base_one_row":
+        w_base = w_base[:1]  # would broadcast silently against a @ b
     elif which == "a0":
         a0 = np.vstack([a0, a0[:1]])
     elif which == "b0":
         b0 = b0[:-1]
     else:
         n_steps = -1
-    with pytest.raises(ValueError):
-        train_lora_regression(x, y, w_base, a0, b0, lr=0.01, n_steps=n_steps)
+    shapes = f"x {x.shape}, y {y.shape}, w_base {w_base.shape}, a0 {a0.shape}, b0 {b0.shape}"
+    expect_error(
+        ValueError, lambda: train_lora_regression(x, y, w_base, a0, b0, lr=0.01, n_steps=n_steps),
+        f"train_lora_regression with {shapes}, n_steps={n_steps}",
+        "check every shape against x (N, d_in), y (N, d_out), w_base (d_in, d_out), a0 (d_in, r), "
+        "b0 (r, d_out) before computing (NumPy broadcasting hides some mismatches), and "
+        "reject n_steps < 0",
+    )
