@@ -1,8 +1,8 @@
 """The one mechanism of the workbook: run the official graded tests on a candidate lora.py.
 
-A pristine copy of the workbook (its packaging, conftest.py, src/minituner and tests/) is made in a
-temporary directory, the candidate replaces src/minituner/lora.py there, and pytest runs the graded
-tests in a fresh process. Nothing else of the candidate's is used: not its tests, not its conftest.
+A pristine copy of the workbook (its packaging, conftest.py, src/minituner, tests/ and the lab's
+notebooks in labs/) is made in a temporary directory, the candidate replaces src/minituner/lora.py
+there, and pytest runs the graded tests (or, for labkit.notebooks, nbval) in a fresh process. Nothing else of the candidate's is used: not its tests, not its conftest.
 The reference solution, the student stubs, the bug zoo and students' submissions all go through here.
 """
 
@@ -22,7 +22,7 @@ from labkit.report import REPORT_ENV
 
 WORKBOOK_ROOT = Path(__file__).resolve().parents[2]
 #: What a pristine copy holds, relative to the workbook root.
-PRISTINE_PATHS = ("pyproject.toml", "conftest.py", "src/minituner", "tests")
+PRISTINE_PATHS = ("pyproject.toml", "conftest.py", "src/minituner", "tests", "labs")
 #: Where the candidate goes in the copy.
 CANDIDATE_PATH = "src/minituner/lora.py"
 GRADED_TESTS = "tests/test_minituner.py"
@@ -78,14 +78,16 @@ def pristine_copy(dest: Path, root: Path = WORKBOOK_ROOT) -> Path:
 def run_overlay(
     candidate: Path,
     *,
+    tests: Sequence[str] = (GRADED_TESTS,),
     pytest_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     timeout: float = 600.0,
 ) -> OverlayRun:
-    """Run the graded tests with candidate as src/minituner/lora.py.
+    """Run the graded tests (or other tests of the copy) with candidate as src/minituner/lora.py.
 
-    pytest_args are added to the pytest command line (for example ["-m", "block_a"]); env adds
-    environment variables (for example MINITUNER_SEED).
+    tests are the paths pytest collects, relative to the copy; pytest_args are added to its
+    command line (for example ["-m", "block_a"]); env adds environment variables (for example
+    MINITUNER_SEED).
     """
     candidate = Path(candidate).resolve()
     if not candidate.is_file():
@@ -94,14 +96,19 @@ def run_overlay(
         workdir = pristine_copy(Path(tmp) / "workbook")
         shutil.copyfile(candidate, workdir / CANDIDATE_PATH)
         report = Path(tmp) / "report.json"
+        # nbval's plugin costs ~0.7 s of imports at every pytest start: load it only when used.
+        nbval = () if "--nbval" in pytest_args else ("-p", "no:nbval")
         command = [
-            sys.executable, "-m", "pytest", GRADED_TESTS, "-q", "--tb=short",
-            "-p", "labkit.report", "-p", "no:cacheprovider", "--rootdir", str(workdir),
+            sys.executable, "-m", "pytest", *tests, "-q", "--tb=short",
+            "-p", "labkit.report", "-p", "no:cacheprovider", *nbval, "--rootdir", str(workdir),
             *pytest_args,
         ]  # fmt: skip
+        # PYTHONPATH makes the copy's minituner win in every process, notebook kernels included.
+        python_path = os.pathsep.join(filter(None, [str(workdir / "src"), os.environ.get("PYTHONPATH")]))
         run_env = {
             **os.environ,
             "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": python_path,
             **(env or {}),
             REPORT_ENV: str(report),
         }
