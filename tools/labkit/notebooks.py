@@ -41,6 +41,8 @@ SANITIZE = "labs/nbval-sanitize.cfg"
 FIRST_CALL_TAG = "lab-first-call"
 LANGUAGES = ("en", "es")
 NBVAL_ARGS = ("--nbval", "--nbval-current-env", "--nbval-sanitize-with", SANITIZE)
+# Two notebooks at a time; loadfile keeps each notebook's cells on one worker (one kernel).
+PARALLEL_ARGS = ("-n", "2", "--dist", "loadfile")
 CELL_TIMEOUT = 300  # seconds; every notebook is meant to run in seconds
 
 
@@ -112,6 +114,19 @@ def _new_notebook(source: NotebookSource, lang: str) -> nbformat.NotebookNode:
     return nb
 
 
+def _merge_streams(outputs: list[Any]) -> list[Any]:
+    """Join consecutive pieces of the same stream: how stdout is chunked varies from run to run."""
+    merged: list[Any] = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.output_type == "stream" and previous is not None
+                and previous.output_type == "stream" and previous.name == output.name):  # fmt: skip
+            previous.text += output.text
+        else:
+            merged.append(output)
+    return merged
+
+
 def _normalize(nb: nbformat.NotebookNode) -> None:
     """Drop what changes from run to run without meaning anything: timings, counters, ids."""
     count = 0
@@ -121,6 +136,7 @@ def _normalize(nb: nbformat.NotebookNode) -> None:
         if cell.cell_type == "code":
             count += 1
             cell.execution_count = count
+            cell.outputs = _merge_streams(cell.outputs)
             for output in cell.outputs:
                 if "execution_count" in output:
                     output["execution_count"] = count
@@ -194,7 +210,7 @@ def build(sources: Sequence[NotebookSource], check: bool = False) -> list[str]:
 # ----------------------------------------------------------------------------- nbval
 def run_nbval(candidate: Path, paths: Sequence[str] = ("labs",)) -> OverlayRun:
     """nbval on the notebooks, with candidate overlaid as lora.py (the grading mechanism)."""
-    return run_overlay(candidate, tests=paths, pytest_args=NBVAL_ARGS)
+    return run_overlay(candidate, tests=paths, pytest_args=(*NBVAL_ARGS, *PARALLEL_ARGS))
 
 
 def _by_notebook(run: OverlayRun) -> dict[str, list[Any]]:

@@ -75,6 +75,16 @@ def pristine_copy(dest: Path, root: Path = WORKBOOK_ROOT) -> Path:
     return dest
 
 
+#: Heavy plugins of the development environment, and the option that means a run needs each:
+#: nbval costs ~0.7 s and xdist ~0.2 s of imports at every pytest start, so they stay off otherwise.
+OPTIONAL_PLUGINS = {"nbval": "--nbval", "xdist": "-n"}
+
+
+def _unused_plugins_off(pytest_args: Sequence[str]) -> list[str]:
+    return [arg for name, flag in OPTIONAL_PLUGINS.items() if flag not in pytest_args
+            for arg in ("-p", f"no:{name}")]  # fmt: skip
+
+
 def run_overlay(
     candidate: Path,
     *,
@@ -96,12 +106,10 @@ def run_overlay(
         workdir = pristine_copy(Path(tmp) / "workbook")
         shutil.copyfile(candidate, workdir / CANDIDATE_PATH)
         report = Path(tmp) / "report.json"
-        # nbval's plugin costs ~0.7 s of imports at every pytest start: load it only when used.
-        nbval = () if "--nbval" in pytest_args else ("-p", "no:nbval")
         command = [
             sys.executable, "-m", "pytest", *tests, "-q", "--tb=short",
-            "-p", "labkit.report", "-p", "no:cacheprovider", *nbval, "--rootdir", str(workdir),
-            *pytest_args,
+            "-p", "labkit.report", "-p", "no:cacheprovider", *_unused_plugins_off(pytest_args),
+            "--rootdir", str(workdir), *pytest_args,
         ]  # fmt: skip
         # PYTHONPATH makes the copy's minituner win in every process, notebook kernels included.
         python_path = os.pathsep.join(filter(None, [str(workdir / "src"), os.environ.get("PYTHONPATH")]))
@@ -122,7 +130,11 @@ def run_overlay(
         except subprocess.TimeoutExpired as exc:
             returncode = None
             output = f"{exc.stdout or ''}{exc.stderr or ''}\n[stopped after {timeout} s]"
-        records = json.loads(report.read_text(encoding="utf-8")) if report.exists() else []
+        records = [
+            record
+            for path in sorted(Path(tmp).glob(report.name + "*"))  # one file per xdist worker
+            for record in json.loads(path.read_text(encoding="utf-8"))
+        ]
     outcomes = tuple(
         TestOutcome(r["nodeid"], tuple(r["blocks"]), r["outcome"], r["exc_type"], r["message"])
         for r in records

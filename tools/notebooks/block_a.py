@@ -40,6 +40,7 @@ from torch import nn
 from minituner.lora import LoRALinear
 
 _ = torch.manual_seed(0)  # the same numbers on every run
+torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and rounds alike on every machine
 """
     ),
     md(
