@@ -19,11 +19,8 @@ import argparse
 import importlib.util
 import os
 import re
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -32,7 +29,14 @@ from typing import Any
 import nbformat
 from nbclient import NotebookClient
 
-from labkit.overlay import CANDIDATE_PATH, WORKBOOK_ROOT, OverlayRun, pristine_copy, run_overlay
+from labkit.overlay import (
+    WORKBOOK_ROOT,
+    OverlayRun,
+    TestOutcome,
+    overlaid_copy,
+    python_path,
+    run_overlay,
+)
 from labkit.verify import REFERENCE
 
 SOURCES = WORKBOOK_ROOT / "tools" / "notebooks"
@@ -143,21 +147,12 @@ def _normalize(nb: nbformat.NotebookNode) -> None:
     nb.metadata["language_info"] = {"name": "python"}
 
 
-@contextmanager
-def reference_workbook() -> Iterator[Path]:
-    """A pristine copy of the workbook with the reference solution as lora.py."""
-    with tempfile.TemporaryDirectory(prefix="labkit-nb-") as tmp:
-        workdir = pristine_copy(Path(tmp) / "workbook")
-        shutil.copyfile(REFERENCE, workdir / CANDIDATE_PATH)
-        yield workdir
-
-
 def execute(source: NotebookSource, workdir: Path) -> dict[str, nbformat.NotebookNode]:
     """Both language versions of a notebook, with the outputs of one run in workdir."""
     notebooks = {lang: _new_notebook(source, lang) for lang in LANGUAGES}
     run = notebooks["en"]
     env_before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(workdir / "src"), env_before]))
+    os.environ["PYTHONPATH"] = python_path(workdir)  # the kernel inherits it
     try:
         NotebookClient(
             run, timeout=CELL_TIMEOUT, kernel_name="python3",
@@ -193,7 +188,7 @@ def comparable(nb: nbformat.NotebookNode) -> list[Any]:
 def build(sources: Sequence[NotebookSource], check: bool = False) -> list[str]:
     """Build every notebook; write them (check=False) or list those that differ (check=True)."""
     stale = []
-    with reference_workbook() as workdir:
+    with overlaid_copy(REFERENCE) as workdir:
         for source in sources:
             for lang, nb in execute(source, workdir).items():
                 path = source.path(lang)
@@ -213,8 +208,8 @@ def run_nbval(candidate: Path, paths: Sequence[str] = ("labs",)) -> OverlayRun:
     return run_overlay(candidate, tests=paths, pytest_args=(*NBVAL_ARGS, *PARALLEL_ARGS))
 
 
-def _by_notebook(run: OverlayRun) -> dict[str, list[Any]]:
-    groups: dict[str, list[Any]] = {}
+def _by_notebook(run: OverlayRun) -> dict[str, list[TestOutcome]]:
+    groups: dict[str, list[TestOutcome]] = {}
     for outcome in run.outcomes:
         groups.setdefault(outcome.nodeid.split("::")[0], []).append(outcome)
     return groups
@@ -273,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in stale:
         print(f"STALE {line}")
     if not args.check:
-        print(f"wrote {2 * len(sources)} notebooks to labs/")
+        print(f"wrote {len(LANGUAGES) * len(sources)} notebooks to labs/")
     return 1 if stale else 0
 
 

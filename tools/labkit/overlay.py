@@ -2,7 +2,8 @@
 
 A pristine copy of the workbook (its packaging, conftest.py, src/minituner, tests/ and the lab's
 notebooks in labs/) is made in a temporary directory, the candidate replaces src/minituner/lora.py
-there, and pytest runs the graded tests (or, for labkit.notebooks, nbval) in a fresh process. Nothing else of the candidate's is used: not its tests, not its conftest.
+there, and pytest runs the graded tests (or, for labkit.notebooks, nbval) in a fresh process.
+Nothing else of the candidate's is used: not its tests, not its conftest.
 The reference solution, the student stubs, the bug zoo and students' submissions all go through here.
 """
 
@@ -14,7 +15,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +77,26 @@ def pristine_copy(dest: Path, root: Path = WORKBOOK_ROOT) -> Path:
     return dest
 
 
+@contextmanager
+def overlaid_copy(candidate: Path) -> Iterator[Path]:
+    """A pristine copy of the workbook in a temporary directory, with candidate as its lora.py.
+
+    The copy is at <tmp>/workbook; <tmp> itself is free for the caller's files.
+    """
+    candidate = Path(candidate).resolve()
+    if not candidate.is_file():
+        raise FileNotFoundError(f"candidate {candidate} is not a file")
+    with tempfile.TemporaryDirectory(prefix="labkit-overlay-") as tmp:
+        workdir = pristine_copy(Path(tmp) / "workbook")
+        shutil.copyfile(candidate, workdir / CANDIDATE_PATH)
+        yield workdir
+
+
+def python_path(workdir: Path) -> str:
+    """PYTHONPATH that makes the copy's minituner win in every process, notebook kernels included."""
+    return os.pathsep.join(filter(None, [str(workdir / "src"), os.environ.get("PYTHONPATH")]))
+
+
 #: Heavy plugins of the development environment, and the option that means a run needs each:
 #: nbval costs ~0.7 s and xdist ~0.2 s of imports at every pytest start, so they stay off otherwise.
 OPTIONAL_PLUGINS = {"nbval": "--nbval", "xdist": "-n"}
@@ -99,24 +121,17 @@ def run_overlay(
     command line (for example ["-m", "block_a"]); env adds environment variables (for example
     MINITUNER_SEED).
     """
-    candidate = Path(candidate).resolve()
-    if not candidate.is_file():
-        raise FileNotFoundError(f"candidate {candidate} is not a file")
-    with tempfile.TemporaryDirectory(prefix="labkit-overlay-") as tmp:
-        workdir = pristine_copy(Path(tmp) / "workbook")
-        shutil.copyfile(candidate, workdir / CANDIDATE_PATH)
-        report = Path(tmp) / "report.json"
+    with overlaid_copy(candidate) as workdir:
+        report = workdir.parent / "report.json"
         command = [
             sys.executable, "-m", "pytest", *tests, "-q", "--tb=short",
             "-p", "labkit.report", "-p", "no:cacheprovider", *_unused_plugins_off(pytest_args),
             "--rootdir", str(workdir), *pytest_args,
         ]  # fmt: skip
-        # PYTHONPATH makes the copy's minituner win in every process, notebook kernels included.
-        python_path = os.pathsep.join(filter(None, [str(workdir / "src"), os.environ.get("PYTHONPATH")]))
         run_env = {
             **os.environ,
             "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONPATH": python_path,
+            "PYTHONPATH": python_path(workdir),
             **(env or {}),
             REPORT_ENV: str(report),
         }
@@ -132,7 +147,7 @@ def run_overlay(
             output = f"{exc.stdout or ''}{exc.stderr or ''}\n[stopped after {timeout} s]"
         records = [
             record
-            for path in sorted(Path(tmp).glob(report.name + "*"))  # one file per xdist worker
+            for path in sorted(report.parent.glob(report.name + "*"))  # one per xdist worker
             for record in json.loads(path.read_text(encoding="utf-8"))
         ]
     outcomes = tuple(
