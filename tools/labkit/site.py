@@ -1,0 +1,269 @@
+"""The bilingual site's sources: staging, English/Spanish parity and the translation drift gate.
+
+Every page exists twice, ``page.md`` in English and ``page.es.md`` in Spanish (notebooks likewise,
+``name.ipynb`` and ``name.es.ipynb``). Two checks keep the pair in step:
+
+- parity: the same heading structure, the same code blocks (code identical), the same display
+  formulas, the same links and images, in the same order; for notebooks the same cells, code identical;
+- drift: a Spanish page records in its front matter (``translation_of``) the hash of the English
+  page it translates; when the English page changes, the check names the page until a translator
+  updates the Spanish one and records the new hash with ``python -m labkit.site translated PAGE``.
+
+    python -m labkit.site check               # parity + drift, exit status 1 on any problem
+    python -m labkit.site translated PAGE...  # record the English hash in PAGE's Spanish twin
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jupyter_server_mathjax
+
+ROOT = Path(__file__).resolve().parents[2]
+MATHJAX_DIR = Path(jupyter_server_mathjax.__file__).parent / "static"
+
+# Pages that live outside docs/ and where the site shows them: {source dir: staged dir}.
+STAGED = {"labs": "docs/lab", "solutions": "docs/solutions"}
+STAGED_SUFFIXES = (".md", ".ipynb")
+# Source trees whose pages must come in English/Spanish pairs.
+PAGE_TREES = ("docs", "labs", "solutions")
+HASH_KEY = "translation_of"
+
+
+def stage_external_pages(root: Path = ROOT) -> list[Path]:
+    """Mirror the site pages of ``labs/`` and ``solutions/`` into their ``docs/`` directories.
+
+    Links written for the repository (``../docs/theory/...``) are rewritten for the site
+    (``../theory/...``). A file is rewritten only when its content changes; staged files whose
+    source is gone are removed. Returns the staged files.
+    """
+    staged: list[Path] = []
+    for source_dir, target_dir in STAGED.items():
+        target = root / target_dir
+        target.mkdir(parents=True, exist_ok=True)
+        wanted = {}
+        for source in sorted((root / source_dir).iterdir()):
+            if source.suffix in STAGED_SUFFIXES:
+                data = source.read_bytes()
+                if source.suffix == ".md":
+                    data = data.replace(b"](../docs/", b"](../")
+                wanted[source.name] = data
+        for old in target.iterdir():
+            if old.name not in wanted:
+                old.unlink() if old.is_file() else shutil.rmtree(old)
+        for name, data in wanted.items():
+            path = target / name
+            if not path.exists() or path.read_bytes() != data:
+                path.write_bytes(data)
+            staged.append(path)
+    return staged
+
+
+# ----------------------------------------------------------------------------------------------
+# Pairs
+
+
+@dataclass(frozen=True)
+class Pair:
+    english: Path
+    spanish: Path
+
+
+def _is_spanish(path: Path) -> bool:
+    return path.suffixes[-2:-1] == [".es"]
+
+
+def _twin(path: Path) -> Path:
+    """``page.md`` <-> ``page.es.md``."""
+    if _is_spanish(path):
+        return path.with_name(path.name.replace(".es" + path.suffix, path.suffix))
+    return path.with_name(path.stem + ".es" + path.suffix)
+
+
+def site_sources(root: Path = ROOT) -> list[Path]:
+    """Every page source of the site (not the staged copies)."""
+    staged = {root / d for d in STAGED.values()}
+    found: list[Path] = []
+    for tree in PAGE_TREES:
+        for path in sorted((root / tree).rglob("*")):
+            if path.suffix in STAGED_SUFFIXES and not any(s in path.parents for s in staged):
+                found.append(path)
+    return found
+
+
+def pairs_and_orphans(root: Path = ROOT) -> tuple[list[Pair], list[str]]:
+    sources = set(site_sources(root))
+    pairs, orphans = [], []
+    for path in sorted(sources):
+        twin = _twin(path)
+        if twin not in sources:
+            missing = "Spanish twin" if not _is_spanish(path) else "English original"
+            orphans.append(f"{path.relative_to(root)}: no {missing} ({twin.name})")
+        elif not _is_spanish(path):
+            pairs.append(Pair(path, twin))
+    return pairs, orphans
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown structure
+
+
+@dataclass(frozen=True)
+class Structure:
+    headings: list[int]  # levels, in order
+    code: list[str]  # fenced blocks, info string and body
+    math: list[str]  # display formulas
+    links: list[str]  # link targets
+    images: list[str]  # image sources
+
+
+_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
+_LINK = re.compile(r"(!?)\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
+
+
+def split_front_matter(text: str) -> tuple[dict[str, str], str]:
+    """Return the ``key: value`` pairs of a leading ``---`` block, and the rest of the text."""
+    if not text.startswith("---\n"):
+        return {}, text
+    end = text.find("\n---\n", 4)
+    if end < 0:
+        return {}, text
+    meta = {}
+    for line in text[4:end].splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            meta[key.strip()] = value.strip().strip("\"'")
+    return meta, text[end + 5 :]
+
+
+def markdown_structure(text: str) -> Structure:
+    _, body = split_front_matter(text)
+    headings: list[int] = []
+    code: list[str] = []
+    prose: list[str] = []
+    fence: str | None = None
+    block: list[str] = []
+    for line in body.splitlines():
+        match = _FENCE.match(line)
+        if fence is None and match:
+            fence, block = match.group(2), [line.strip()]
+        elif fence is not None:
+            block.append(line)
+            if line.strip().startswith(fence) and line.strip().strip(fence[0]) == "":
+                code.append("\n".join(block))
+                fence = None
+        else:
+            prose.append(line)
+            heading = re.match(r"^(#{1,6})\s", line)
+            if heading:
+                headings.append(len(heading.group(1)))
+    text_only = _INLINE_CODE.sub("", "\n".join(prose))
+    links, images = [], []
+    for bang, target in _LINK.findall(text_only):
+        (images if bang else links).append(target)
+    math = [m.strip() for m in _DISPLAY_MATH.findall(text_only)]
+    return Structure(headings, code, math, links, images)
+
+
+def _notebook_structure(path: Path) -> list[tuple[str, str]]:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return [(c["cell_type"], "".join(c["source"]) if c["cell_type"] == "code" else "") for c in cells]
+
+
+def parity_problems(pair: Pair, root: Path = ROOT) -> list[str]:
+    name = pair.english.relative_to(root)
+    if pair.english.suffix == ".ipynb":
+        en, es = _notebook_structure(pair.english), _notebook_structure(pair.spanish)
+        if [t for t, _ in en] != [t for t, _ in es]:
+            return [f"{name}: the Spanish notebook's cells differ in number or type"]
+        return [f"{name}: code cell {i} differs in Spanish" for i, (a, b) in enumerate(zip(en, es)) if a != b]
+    en_s = markdown_structure(pair.english.read_text(encoding="utf-8"))
+    es_s = markdown_structure(pair.spanish.read_text(encoding="utf-8"))
+    problems = []
+    for part in ("headings", "code", "math", "links", "images"):
+        a, b = getattr(en_s, part), getattr(es_s, part)
+        if a != b:
+            detail = next((f"#{i}: {x!r} vs {y!r}" for i, (x, y) in enumerate(zip(a, b)) if x != y), "")
+            problems.append(f"{name}: {part} differ (English {len(a)}, Spanish {len(b)}) {detail}".rstrip())
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------
+# Drift
+
+
+def english_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def drift_problems(pair: Pair, root: Path = ROOT) -> list[str]:
+    if pair.english.suffix != ".md":
+        return []  # notebooks are built from one bilingual source, both languages at once
+    meta, _ = split_front_matter(pair.spanish.read_text(encoding="utf-8"))
+    recorded, current = meta.get(HASH_KEY), english_hash(pair.english)
+    name = pair.english.relative_to(root)
+    if recorded is None:
+        return [f"{name}: its Spanish twin records no '{HASH_KEY}' hash"]
+    if recorded != current:
+        return [
+            f"{name} changed since its Spanish twin was translated ({recorded} -> {current}): update "
+            f"{pair.spanish.relative_to(root)}, then run: python -m labkit.site translated {name}"
+        ]
+    return []
+
+
+def with_translation_hash(spanish_text: str, digest: str) -> str:
+    """The Spanish page's text with ``translation_of: digest`` in its front matter."""
+    line = f"{HASH_KEY}: {digest}"
+    if spanish_text.startswith("---\n") and "\n---\n" in spanish_text[3:]:
+        head, rest = spanish_text[4:].split("\n---\n", 1)
+        kept = [ln for ln in head.splitlines() if not ln.startswith(HASH_KEY + ":")]
+        return "---\n" + "\n".join([*kept, line]) + "\n---\n" + rest
+    return f"---\n{line}\n---\n\n{spanish_text}"
+
+
+def record_translation(english: Path) -> Path:
+    spanish = _twin(english)
+    text = spanish.read_text(encoding="utf-8")
+    spanish.write_text(with_translation_hash(text, english_hash(english)), encoding="utf-8")
+    return spanish
+
+
+def site_problems(root: Path = ROOT) -> list[str]:
+    pairs, problems = pairs_and_orphans(root)
+    for pair in pairs:
+        problems += parity_problems(pair, root) + drift_problems(pair, root)
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit.site", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="bilingual parity and translation drift of every page")
+    done = sub.add_parser("translated", help="record that PAGE's Spanish twin translates its current text")
+    done.add_argument("pages", nargs="+", type=Path, metavar="PAGE", help="an English page, e.g. docs/index.md")
+    args = parser.parse_args(argv)
+    if args.command == "translated":
+        for page in args.pages:
+            if _is_spanish(page) or page.suffix != ".md" or not page.is_file():
+                parser.error(f"PAGE must be an existing English .md page, got {page}")
+            print(f"recorded {english_hash(page)} in {record_translation(page)}")
+        return 0
+    problems = site_problems()
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s) in {len(pairs_and_orphans()[0])} page pairs")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The bilingual site: strict build, parity and drift of the sources, and a real browser on the result.
+
+The browser is Debian's chromium (/usr/bin/chromium, installed by .ci/run), driven by playwright;
+every request to a host other than 127.0.0.1 is recorded and refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from labkit import site
+
+ROOT = site.ROOT
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / "build" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    print(f"mkdocs build --strict: {time.perf_counter() - start:.1f} s")
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+    return out
+
+
+def _pages(site_dir: Path) -> list[Path]:
+    return sorted(site_dir.rglob("*.html"))
+
+
+def test_every_page_is_built_in_both_languages(built_site: Path) -> None:
+    english = {p.relative_to(built_site) for p in _pages(built_site) if p.parts[len(built_site.parts)] != "es"}
+    spanish = {p.relative_to(built_site / "es") for p in _pages(built_site / "es")}
+    english.discard(Path("404.html"))
+    assert english == spanish, f"only English: {english - spanish}; only Spanish: {spanish - english}"
+    for name in ["lab/00-lora-by-hand", "theory/02-parameter-count", "solutions/00-lora-by-hand-ref"]:
+        assert Path(name, "index.html") in english
+
+
+def test_notebook_pages_are_rendered_not_raw_json(built_site: Path) -> None:
+    notebooks = sorted((ROOT / "labs").glob("*.ipynb"))
+    assert notebooks
+    for notebook in notebooks:
+        name = notebook.name.removesuffix(".ipynb")
+        lang = "es/" if name.endswith(".es") else ""
+        page = built_site / lang / "lab" / name.removesuffix(".es") / "index.html"
+        html = page.read_text(encoding="utf-8")
+        assert html.count('class="jp-Cell') >= 3, f"{page}: no rendered notebook cells"
+        assert '"cell_type"' not in html, f"{page}: raw notebook JSON in the page"
+        assert "Load mathjax" not in html and "cdnjs" not in html, f"{page}: nbconvert's CDN scripts left in"
+
+
+_EXTERNAL_ASSET = re.compile(
+    r"<(?:script|img|iframe|source|audio|video)\b[^>]*\bsrc=\"(?:https?:)?//"
+    r"|<link\b[^>]*\bhref=\"(?:https?:)?//"
+    r"|url\(\s*['\"]?(?:https?:)?//"
+    r"|@import\s+['\"]?(?:https?:)?//",
+    re.I,
+)
+
+
+def test_no_page_or_stylesheet_loads_from_another_host(built_site: Path) -> None:
+    offenders = []
+    for path in [*_pages(built_site), *built_site.rglob("*.css")]:
+        match = _EXTERNAL_ASSET.search(path.read_text(encoding="utf-8", errors="replace"))
+        if match:
+            offenders.append(f"{path.relative_to(built_site)}: {match.group(0)}")
+    assert offenders == []
+
+
+def test_sources_are_bilingual_in_step() -> None:
+    assert site.site_problems() == []
+
+
+def test_parity_and_drift_checks_can_fail(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    english = docs / "page.md"
+    english.write_text("# Title\n\n```python\nx = 1\n```\n\n[next](other.md)\n", encoding="utf-8")
+    spanish = docs / "page.es.md"
+    spanish.write_text("# Título\n\n```python\nx = 2\n```\n", encoding="utf-8")
+    (docs / "alone.md").write_text("# Alone\n", encoding="utf-8")
+    problems = site.site_problems(tmp_path)
+    assert any("alone.md: no Spanish twin" in p for p in problems), problems
+    assert any("page.md: code differ" in p for p in problems), problems
+    assert any("page.md: links differ" in p for p in problems), problems
+    assert any("records no 'translation_of'" in p for p in problems), problems
+
+    spanish.write_text("# Título\n\n```python\nx = 1\n```\n\n[siguiente](other.md)\n", encoding="utf-8")
+    (docs / "alone.md").unlink()
+    site.record_translation(english)
+    assert site.site_problems(tmp_path) == []
+    english.write_text(english.read_text(encoding="utf-8") + "\nOne more sentence.\n", encoding="utf-8")
+    problems = site.site_problems(tmp_path)
+    assert len(problems) == 1 and "docs/page.md changed since its Spanish twin" in problems[0], problems
+    site.record_translation(english)
+    assert site.site_problems(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# The browser
+
+
+@pytest.fixture(scope="module")
+def served(built_site: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(built_site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_browser_math_notebooks_and_language_switch(served: str) -> None:
+    assert CHROMIUM.exists(), "the browser test needs Debian's chromium: apt-get install chromium (as .ci/run does)"
+    from playwright.sync_api import sync_playwright
+
+    if SCREENSHOTS.exists():
+        shutil.rmtree(SCREENSHOTS)
+    SCREENSHOTS.mkdir(parents=True)
+    foreign: list[str] = []
+    errors: list[str] = []
+
+    def route(r):  # type: ignore[no-untyped-def]
+        if urlparse(r.request.url).hostname == "127.0.0.1":
+            r.continue_()
+        else:
+            foreign.append(r.request.url)
+            r.abort()
+
+    start = time.perf_counter()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.route("**/*", route)
+        page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
+
+        def visit_and_check(url_path: str | None, shot: str, lang: str) -> None:
+            if url_path is not None:
+                page.goto(served + url_path)
+            page.wait_for_selector("html[data-mathjax=done]", timeout=30_000)
+            assert page.get_attribute("html", "lang") == lang, page.url
+            _assert_math_typeset(page)
+            page.screenshot(path=str(SCREENSHOTS / f"{shot}.png"), full_page=False)
+
+        visit_and_check("/lab/00-lora-by-hand/", "lab-en", "en")
+        _switch_language(page, "es")
+        assert page.url.endswith("/es/lab/00-lora-by-hand/"), page.url
+        visit_and_check(None, "lab-es", "es")
+
+        for lang_prefix, lang in [("", "en"), ("/es", "es")]:
+            visit_and_check(f"{lang_prefix}/lab/block_e_regression/", f"notebook-e-{lang}", lang)
+            cells = page.locator(".jp-Cell").count()
+            outputs = page.locator(".jp-OutputArea-output").count()
+            assert cells >= 3 and outputs >= 1, f"{page.url}: {cells} cells, {outputs} outputs rendered"
+            assert page.locator(".jp-MarkdownOutput .MathJax, .jp-MarkdownOutput .MathJax_Display").count() > 0
+        _switch_language(page, "en")
+        assert page.url.endswith("/lab/block_e_regression/") and "/es/" not in page.url, page.url
+        visit_and_check("/theory/02-parameter-count/", "theory-en", "en")
+        visit_and_check("/es/theory/02-parameter-count/", "theory-es", "es")
+        browser.close()
+    print(f"browser checks: {time.perf_counter() - start:.1f} s; screenshots in {SCREENSHOTS}")
+    assert foreign == [], f"requests to other hosts: {foreign}"
+    assert errors == [], f"console errors: {errors}"
+
+
+def _switch_language(page, lang: str) -> None:  # type: ignore[no-untyped-def]
+    page.hover(".md-header__option .md-select")
+    with page.expect_navigation():
+        page.click(f"a.md-select__link[hreflang={lang}]")
+
+
+def _assert_math_typeset(page) -> None:  # type: ignore[no-untyped-def]
+    text = page.inner_text("article")
+    for raw in ("$$", "\\(", "\\["):
+        assert raw not in text, f"{page.url}: raw {raw!r} left in the page text"
+    pending = page.locator('script[type^="math/tex"]:not([id^="MathJax-Element"])').count()
+    assert pending == 0, f"{page.url}: {pending} formulas not typeset"
+    assert page.locator(".MathJax, .MathJax_Display").count() > 0, f"{page.url}: no typeset formula"
