@@ -24,10 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import jupyter_server_mathjax
-
 ROOT = Path(__file__).resolve().parents[2]
-MATHJAX_DIR = Path(jupyter_server_mathjax.__file__).parent / "static"
 
 # Pages that live outside docs/ and where the site shows them: {source dir: staged dir}.
 STAGED = {"labs": "docs/lab", "solutions": "docs/solutions"}
@@ -40,8 +37,8 @@ HASH_KEY = "translation_of"
 def stage_external_pages(root: Path = ROOT) -> list[Path]:
     """Mirror the site pages of ``labs/`` and ``solutions/`` into their ``docs/`` directories.
 
-    Links written for the repository (``../docs/theory/...``) are rewritten for the site
-    (``../theory/...``). A file is rewritten only when its content changes; staged files whose
+    Links written for the repository (``../docs/theory/...``, ``../labs/...``) are rewritten for
+    the site (``../theory/...``, ``../lab/...``). A file is rewritten only when its content changes; staged files whose
     source is gone are removed. Returns the staged files.
     """
     staged: list[Path] = []
@@ -53,7 +50,7 @@ def stage_external_pages(root: Path = ROOT) -> list[Path]:
             if source.suffix in STAGED_SUFFIXES:
                 data = source.read_bytes()
                 if source.suffix == ".md":
-                    data = data.replace(b"](../docs/", b"](../")
+                    data = data.replace(b"](../docs/", b"](../").replace(b"](../labs/", b"](../lab/")
                 wanted[source.name] = data
         for old in target.iterdir():
             if old.name not in wanted:
@@ -201,8 +198,12 @@ def parity_problems(pair: Pair, root: Path = ROOT) -> list[str]:
 # Drift
 
 
+def text_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def english_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return text_hash(path.read_bytes())
 
 
 def drift_problems(pair: Pair, root: Path = ROOT) -> list[str]:

@@ -25,8 +25,13 @@ from mkdocs_jupyter.plugin import NotebookFile
 from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
 
-from labkit.site import MATHJAX_DIR, stage_external_pages
+import jupyter_server_mathjax
 
+from labkit.site import stage_external_pages
+
+# MathJax 2.7, as the Jupyter server ships it (with its STIX-Web fonts): served from the site itself.
+MATHJAX_DIR = Path(jupyter_server_mathjax.__file__).parent / "static"
+_HEAD_ALTERNATE = re.compile(r'<link rel="alternate" href="[^"]*" hreflang="[^"]*">\s*')
 _NBCONVERT_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
 _NBCONVERT_MERMAID = re.compile(
     r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?</script>', re.S
@@ -83,6 +88,10 @@ def _as_page(file: Any, config: Any) -> None:
 
 
 def on_post_page(output: str, page: Page, config: Any) -> str:
+    # Material's script fetches "sitemap.xml" below every <link rel="alternate"> of the page, taking
+    # them for language roots; i18n makes them point at the page's twin, so each fetch is a 404. The
+    # language switcher's own links (and sitemap.xml's alternates) already map page to page.
+    output = _HEAD_ALTERNATE.sub("", output)
     if not page.file.src_uri.endswith(".ipynb"):
         return output
     output, n_mathjax = _NBCONVERT_MATHJAX.subn("", output)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit.overlay import WORKBOOK_ROOT, OverlayRun, run_overlay
+from labkit.site import text_hash, with_translation_hash
 from labkit.tomlread import read_toml
 from labkit.verify import REFERENCE
 
@@ -162,7 +163,12 @@ def render_table(results: Sequence[ZooResult], lang: str) -> str:
         rows.append(
             f"| `{bug.id}` | {bug.block} | {mistake} | `{bug.keyword}` | {_catching_tests(result)} |"
         )
-    return _TABLE_TEXT[lang].format(count=len(results)) + "\n".join(rows) + "\n"
+    table = _TABLE_TEXT[lang].format(count=len(results)) + "\n".join(rows) + "\n"
+    if lang == "en":
+        return table
+    # Generated in both languages at once, so the Spanish table always translates the current English
+    # one: record that for the site's drift gate.
+    return with_translation_hash(table, text_hash(render_table(results, "en").encode("utf-8")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

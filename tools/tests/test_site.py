@@ -168,6 +168,7 @@ def test_browser_math_notebooks_and_language_switch(served: str) -> None:
         page.route("**/*", route)
         page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
+        page.on("response", lambda r: errors.append(f"{page.url}: {r.status} for {r.url}") if r.status >= 400 else None)
 
         def visit_and_check(url_path: str | None, shot: str, lang: str) -> None:
             if url_path is not None:
@@ -190,8 +191,9 @@ def test_browser_math_notebooks_and_language_switch(served: str) -> None:
             assert page.locator(".jp-MarkdownOutput .MathJax, .jp-MarkdownOutput .MathJax_Display").count() > 0
         _switch_language(page, "en")
         assert page.url.endswith("/lab/block_e_regression/") and "/es/" not in page.url, page.url
-        visit_and_check("/theory/02-parameter-count/", "theory-en", "en")
-        visit_and_check("/es/theory/02-parameter-count/", "theory-es", "es")
+        for name in ["theory/02-parameter-count", "theory/03-init-and-scaling", "solutions/00-lora-by-hand-ref"]:
+            visit_and_check(f"/{name}/", name.replace("/", "-") + "-en", "en")
+            visit_and_check(f"/es/{name}/", name.replace("/", "-") + "-es", "es")
         browser.close()
     print(f"browser checks: {time.perf_counter() - start:.1f} s; screenshots in {SCREENSHOTS}")
     assert foreign == [], f"requests to other hosts: {foreign}"
@@ -211,3 +213,29 @@ def _assert_math_typeset(page) -> None:  # type: ignore[no-untyped-def]
     pending = page.locator('script[type^="math/tex"]:not([id^="MathJax-Element"])').count()
     assert pending == 0, f"{page.url}: {pending} formulas not typeset"
     assert page.locator(".MathJax, .MathJax_Display").count() > 0, f"{page.url}: no typeset formula"
+
+
+def test_parameter_count_page_matches_the_model() -> None:
+    """The worked tables of theory/02-parameter-count are what the reference actually counts."""
+    import importlib.util
+
+    from minituner.model import MiniGPT, MiniGPTConfig
+
+    from labkit.verify import REFERENCE
+
+    spec = importlib.util.spec_from_file_location("reference_lora", REFERENCE)
+    assert spec is not None and spec.loader is not None
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    total = sum(p.numel() for p in MiniGPT(MiniGPTConfig()).parameters())
+    for page in ["docs/theory/02-parameter-count.md", "docs/theory/02-parameter-count.es.md"]:
+        text = (ROOT / page).read_text(encoding="utf-8")
+        assert f" {total} " in text, f"{page}: the MiniGPT's total, {total}, is not on the page"
+        for r in (1, 2, 4, 8, 16, 32):
+            model = reference.wrap_minigpt_with_lora(MiniGPT(MiniGPTConfig()), r=r)
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            percent = f"{100 * trainable / total:.2f}"
+            if page.endswith(".es.md"):
+                percent = percent.replace(".", ",")
+            row = f"| {r} | {trainable} | {percent} % |"
+            assert row in text, f"{page}: expected the row {row!r}"

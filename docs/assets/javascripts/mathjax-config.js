@@ -10,8 +10,16 @@ window.MathJax = {
     ignoreClass: "md-content",
     processClass: "jp-MarkdownOutput",
   },
-  // The served copy ships the STIX-Web fonts only: use them, never look for others.
-  "HTML-CSS": { availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null },
+  // The served copy ships the STIX-Web fonts only: use them, never look for others. MathJax's
+  // placeholder font points at about:blank, which Chromium reports as a console error; a local()
+  // source that is never found has the same effect without any request.
+  "HTML-CSS": {
+    availableFonts: [],
+    preferredFont: null,
+    webFont: "STIX-Web",
+    imageFont: null,
+    styles: { "@font-face": { "font-family": "MathJax_Blank", src: "local('MathJax_Blank')" } },
+  },
   messageStyle: "none",
   showMathMenu: false,
   AuthorInit: function () {
