@@ -9,18 +9,20 @@ The reference solution, the student stubs, the bug zoo and students' submissions
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import resource
+import signal
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.report import REPORT_ENV
+from labkit.report import REPORT_ENV, read_records
 
 WORKBOOK_ROOT = Path(__file__).resolve().parents[2]
 #: What a pristine copy holds, relative to the workbook root.
@@ -52,7 +54,7 @@ class OverlayRun:
 
     candidate: Path
     outcomes: tuple[TestOutcome, ...]
-    returncode: int | None  # None when the run was stopped by the timeout
+    returncode: int | None  # None when the run was stopped by the timeout; < 0 when killed by a signal
     output: str  # the tail of pytest's stdout and stderr
 
     @property
@@ -78,10 +80,11 @@ def pristine_copy(dest: Path, root: Path = WORKBOOK_ROOT) -> Path:
 
 
 @contextmanager
-def overlaid_copy(candidate: Path) -> Iterator[Path]:
+def overlaid_copy(candidate: Path, extra: Mapping[str, Path] | None = None) -> Iterator[Path]:
     """A pristine copy of the workbook in a temporary directory, with candidate as its lora.py.
 
-    The copy is at <tmp>/workbook; <tmp> itself is free for the caller's files.
+    extra maps paths in the copy to files or directories to put there (an instructor's hidden
+    tests, for instance). The copy is at <tmp>/workbook; <tmp> itself is free for the caller's files.
     """
     candidate = Path(candidate).resolve()
     if not candidate.is_file():
@@ -89,7 +92,66 @@ def overlaid_copy(candidate: Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="labkit-overlay-") as tmp:
         workdir = pristine_copy(Path(tmp) / "workbook")
         shutil.copyfile(candidate, workdir / CANDIDATE_PATH)
+        for rel, source in (extra or {}).items():
+            target = workdir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if Path(source).is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(source, target)
         yield workdir
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one test process may use. None means no limit."""
+
+    memory_mb: int | None = None  # address space (RLIMIT_AS)
+    output_mb: int | None = None  # size of any file it writes, its captured output included
+    test_timeout_s: float | None = None  # per test (pytest-timeout)
+
+
+def _limit_resources(limits: Limits) -> Callable[[], None]:
+    def apply() -> None:  # runs in the child, between fork and exec
+        if limits.memory_mb is not None:
+            size = limits.memory_mb * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+        if limits.output_mb is not None:
+            size = limits.output_mb * 2**20
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return apply
+
+
+def run_limited(
+    command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float, limits: Limits = Limits()
+) -> tuple[int | None, str]:
+    """Run command in its own process group under limits; (returncode or None on timeout, output tail).
+
+    Output goes to a file (never to memory), capped by limits.output_mb; on timeout the whole group
+    is killed, so a submission's child processes do not outlive it.
+    """
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_limit_resources(limits),
+        )  # fmt: skip
+        try:
+            returncode: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        size = out.seek(0, os.SEEK_END)
+        out.seek(max(0, size - OUTPUT_TAIL))
+        output = out.read().decode("utf-8", errors="replace")
+    if returncode is None:
+        output += f"\n[stopped after {timeout:g} s]"
+    elif returncode < 0:
+        output += f"\n[killed by signal {signal.Signals(-returncode).name}]"
+    return returncode, output
 
 
 def python_path(workdir: Path) -> str:
@@ -114,19 +176,23 @@ def run_overlay(
     pytest_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     timeout: float = 600.0,
+    limits: Limits = Limits(),
+    extra: Mapping[str, Path] | None = None,
 ) -> OverlayRun:
     """Run the graded tests (or other tests of the copy) with candidate as src/minituner/lora.py.
 
     tests are the paths pytest collects, relative to the copy; pytest_args are added to its
     command line (for example ["-m", "block_a"]); env adds environment variables (for example
-    MINITUNER_SEED).
+    MINITUNER_SEED); timeout bounds the whole run, limits each test and the process; extra adds
+    files to the copy (see overlaid_copy).
     """
-    with overlaid_copy(candidate) as workdir:
-        report = workdir.parent / "report.json"
+    with overlaid_copy(candidate, extra) as workdir:
+        report = workdir.parent / "report.jsonl"
+        timeout_args = [] if limits.test_timeout_s is None else [f"--timeout={limits.test_timeout_s:g}"]
         command = [
             sys.executable, "-m", "pytest", *tests, "-q", "--tb=short",
             "-p", "labkit.report", "-p", "no:cacheprovider", *_unused_plugins_off(pytest_args),
-            "--rootdir", str(workdir), *pytest_args,
+            "--rootdir", str(workdir), *timeout_args, *pytest_args,
         ]  # fmt: skip
         run_env = {
             **os.environ,
@@ -135,23 +201,10 @@ def run_overlay(
             **(env or {}),
             REPORT_ENV: str(report),
         }
-        try:
-            proc = subprocess.run(
-                command, cwd=workdir, env=run_env, capture_output=True, text=True,
-                timeout=timeout, check=False,
-            )  # fmt: skip
-            returncode: int | None = proc.returncode
-            output = proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            returncode = None
-            output = f"{exc.stdout or ''}{exc.stderr or ''}\n[stopped after {timeout} s]"
-        records = [
-            record
-            for path in sorted(report.parent.glob(report.name + "*"))  # one per xdist worker
-            for record in json.loads(path.read_text(encoding="utf-8"))
-        ]
+        returncode, output = run_limited(command, cwd=workdir, env=run_env, timeout=timeout, limits=limits)
+        records = read_records(report)
     outcomes = tuple(
         TestOutcome(r["nodeid"], tuple(r["blocks"]), r["outcome"], r["exc_type"], r["message"])
         for r in records
     )
-    return OverlayRun(candidate, outcomes, returncode, output[-OUTPUT_TAIL:])
+    return OverlayRun(candidate, outcomes, returncode, output)

@@ -1,0 +1,241 @@
+"""`grade`: grade one or many submissions of Lab 00, in parallel, with limits; write the results.
+
+    grade SUBMISSION... [--out DIR] [--jobs N] [--shard I/N] [--hidden-tests DIR] [--seed N]
+    grade --merge DIR... --out DIR          # gradebook and summary of several shards' results
+
+A SUBMISSION is a bare lora.py, a directory laid out like the workbook (its lora.py and its notes
+file are taken, nothing else), or a directory of such submissions (a class). With none given, the
+example submissions in tools/grading/examples are graded.
+
+Per submission: <out>/<name>/result.json and feedback.md. For the batch: gradebook.csv and
+summary.md (per-test pass rates and the most common failure messages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from labkit.grading import (
+    DEFAULT_GRADER_SEED,
+    DEFAULT_LIMITS,
+    Grade,
+    Submission,
+    find_submission,
+    grade_from_json,
+    grade_submission,
+)
+from labkit.labinfo import Lab, load_lab, user_language
+from labkit.overlay import WORKBOOK_ROOT, Limits
+
+EXAMPLES = WORKBOOK_ROOT / "tools" / "grading" / "examples"
+
+_TEXT = {
+    "en": {
+        "title": "Feedback: {name}",
+        "total": "Total: **{points:g} / {max:g}** points.",
+        "problem": "Nothing could be graded",
+        "block": "Block",
+        "points": "points",
+        "tests": "tests passed",
+        "status": "status",
+        "typecheck": "Type check",
+        "notes": "Notes file",
+        "failures": "What to fix",
+        "none": "Every test passed.",
+        "done": "done",
+        "failing": "failing",
+        "not started": "not started",
+        "crashed": "crashed",
+    },
+    "es": {
+        "title": "Retroalimentación: {name}",
+        "total": "Total: **{points:g} / {max:g}** puntos.",
+        "problem": "No se pudo calificar nada",
+        "block": "Bloque",
+        "points": "puntos",
+        "tests": "tests superados",
+        "status": "estado",
+        "typecheck": "Comprobación de tipos",
+        "notes": "Archivo de notas",
+        "failures": "Qué corregir",
+        "none": "Todos los tests pasan.",
+        "done": "hecho",
+        "failing": "con fallos",
+        "not started": "sin empezar",
+        "crashed": "se colgó o cayó",
+    },
+}
+
+
+def collect_submissions(paths: Sequence[Path], lab: Lab) -> list[Submission]:
+    found: list[Submission] = []
+    for path in paths:
+        submission = find_submission(path, lab)
+        if path.is_dir() and submission.lora is None:  # a class: each entry is a submission
+            entries = [p for p in sorted(path.iterdir()) if p.is_dir() or p.suffix == ".py"]
+            found += [find_submission(p, lab) for p in entries if not p.name.startswith((".", "_"))]
+        else:
+            found.append(submission)
+    names = Counter(s.name for s in found)
+    duplicated = [n for n, c in names.items() if c > 1]
+    if duplicated:
+        raise SystemExit(f"grade: several submissions are named {', '.join(duplicated)}; rename them")
+    return found
+
+
+def shard(items: list[Submission], spec: str | None) -> list[Submission]:
+    if not spec:
+        return items
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+        if not 1 <= i <= n:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"grade: --shard expects I/N with 1 <= I <= N, got {spec!r}") from None
+    return [s for k, s in enumerate(sorted(items, key=lambda s: s.name)) if k % n == i - 1]
+
+
+def feedback_markdown(grade: Grade, lang: str) -> str:
+    t, lab = _TEXT[lang], load_lab()
+    lines = [f"# {t['title'].format(name=grade.name)}", "", t["total"].format(points=grade.points, max=grade.max_points), ""]
+    if grade.problem:
+        lines += [f"**{t['problem']}:**", "", "```text", grade.problem, "```", ""]
+    lines += [f"| {t['block']} | {t['points']} | {t['tests']} | {t['status']} |", "|---|---|---|---|"]
+    for b in grade.blocks:
+        title = lab.block(b.id).title[lang]
+        lines.append(f"| {b.id}: {title} | {b.points:g} / {b.max_points:g} | {b.passed} / {b.total} | {t[b.status]} |")
+    for label, item in ((t["typecheck"], grade.typecheck), (t["notes"], grade.notes)):
+        lines.append(f"| {label} | {item.points:g} / {item.max_points:g} | | {'ok' if item.ok else '✗'} |")
+    lines += ["", f"## {t['failures']}", ""]
+    # With a problem (nothing imported), every test failed the same way: the problem says it once.
+    failures = [] if grade.problem else [(b.id, f) for b in grade.blocks if b.status != "not started" for f in b.failures]
+    not_started = [b.id for b in grade.blocks if b.status == "not started"]
+    if not failures and not not_started:
+        lines.append(t["none"])
+    if not_started:
+        lines += [f"- {t['not started']}: {', '.join(not_started)} (NotImplementedError)", ""]
+    for block_id, failure in failures:
+        lines += [f"### {block_id} · `{failure.name}` ({failure.outcome})", "", "```text", failure.message.strip()[:2000], "```", ""]
+    for label, item in ((t["typecheck"], grade.typecheck), (t["notes"], grade.notes)):
+        if not item.ok:
+            lines += [f"### {label}", "", "```text", item.detail.strip()[:3000], "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_results(grades: Sequence[Grade], out: Path, lang: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for grade in grades:
+        folder = out / grade.name
+        folder.mkdir(exist_ok=True)
+        (folder / "result.json").write_text(json.dumps(grade.to_json(), indent=1), encoding="utf-8")
+        (folder / "feedback.md").write_text(feedback_markdown(grade, lang), encoding="utf-8")
+
+
+def write_batch(grades: Sequence[Grade], out: Path) -> None:
+    lab = load_lab()
+    grades = sorted(grades, key=lambda g: g.name)
+    with open(out / "gradebook.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["submission", *(f"block_{b.id}" for b in lab.blocks), "typecheck", "notes", "total", "max", "problem"])
+        for g in grades:
+            writer.writerow([g.name, *(f"{b.points:g}" for b in g.blocks), f"{g.typecheck.points:g}",
+                             f"{g.notes.points:g}", f"{g.points:g}", f"{g.max_points:g}", g.problem.split("\n")[0]])  # fmt: skip
+    (out / "summary.md").write_text(summary_markdown(grades), encoding="utf-8")
+
+
+def summary_markdown(grades: Sequence[Grade]) -> str:
+    """Item analysis: how the class did on each test, and the failure messages seen most."""
+    lines = ["# Class summary", "", f"{len(grades)} submissions."]
+    if grades:
+        totals = sorted(g.points for g in grades)
+        lines.append(f"Total points: min {totals[0]:g}, median {totals[len(totals) // 2]:g}, max {totals[-1]:g}.")
+    lines += ["", "## Pass rate per test", "", "| test | passed | rate |", "|---|---|---|"]
+    names = [t.name for t in grades[0].tests] if grades else []
+    for i, name in enumerate(names):
+        passed = sum(g.tests[i].outcome == "passed" for g in grades if i < len(g.tests))
+        lines.append(f"| `{name}` | {passed} / {len(grades)} | {100 * passed / len(grades):.0f} % |")
+    messages = Counter(
+        f"{t.name}: {(t.message.strip().splitlines() or [''])[0][:160]}"
+        for g in grades
+        for t in g.tests
+        if t.outcome != "passed"
+    )
+    lines += ["", "## Most common failure messages", "", "| count | test: first line of the message |", "|---|---|"]
+    lines += [f"| {count} | {text.replace('|', '/')} |" for text, count in messages.most_common(15)]
+    return "\n".join(lines) + "\n"
+
+
+def grade_all(
+    submissions: Sequence[Submission], *, jobs: int, seed: int, limits: Limits, time_limit: float, hidden: Path | None
+) -> list[Grade]:
+    grades: list[Grade] = []
+    with tempfile.TemporaryDirectory(prefix="labkit-mypy-") as cache, ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {
+            pool.submit(grade_submission, s, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
+                        mypy_cache=Path(cache)): s  # fmt: skip
+            for s in submissions
+        }
+        for done, future in enumerate(as_completed(futures), 1):
+            grade = future.result()
+            grades.append(grade)
+            bar = "#" * (20 * done // len(futures))
+            print(f"\r[{bar:20}] {done}/{len(futures)}  {grade.name}: {grade.points:g} / {grade.max_points:g}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    return sorted(grades, key=lambda g: g.name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="grade", description=__doc__.split("\n\n")[0])
+    parser.add_argument("submissions", nargs="*", type=Path, help="lora.py files or submission directories")
+    parser.add_argument("--out", type=Path, default=Path("grades"), help="where results go (default ./grades)")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    parser.add_argument("--shard", help="grade only shard I of N (I/N), for several machines; then --merge")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR", help="merge results of shards into --out")
+    parser.add_argument("--hidden-tests", type=Path, help="a directory of extra graded tests, kept outside the workbook")
+    parser.add_argument("--seed", type=int, default=DEFAULT_GRADER_SEED, help="the grader's seed (MINITUNER_SEED)")
+    parser.add_argument("--test-timeout", type=float, default=DEFAULT_LIMITS.test_timeout_s, help="seconds per test")
+    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds of tests per submission")
+    parser.add_argument("--memory-mb", type=int, default=DEFAULT_LIMITS.memory_mb, help="address space per process")
+    parser.add_argument("--output-mb", type=int, default=DEFAULT_LIMITS.output_mb, help="output per process")
+    parser.add_argument("--lang", choices=["en", "es"], help="language of the feedback (default: from LANG)")
+    args = parser.parse_args(argv)
+    lab, lang = load_lab(), user_language(args.lang)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.hidden_tests and not args.hidden_tests.is_dir():
+        parser.error(f"--hidden-tests must be a directory, got {args.hidden_tests}")
+    if args.merge:
+        grades = [grade_from_json(json.loads(p.read_text(encoding="utf-8"))) for d in args.merge for p in sorted(d.glob("*/result.json"))]
+        write_results(grades, args.out, lang)
+        write_batch(grades, args.out)
+        print(f"merged {len(grades)} results into {args.out}")
+        return 0
+    missing = [str(p) for p in args.submissions if not p.exists()]
+    if missing:
+        parser.error(f"SUBMISSION must exist: {', '.join(missing)}")
+    submissions = shard(collect_submissions(args.submissions or [EXAMPLES], lab), args.shard)
+    limits = Limits(args.memory_mb, args.output_mb, args.test_timeout)
+    start = time.monotonic()
+    grades = grade_all(submissions, jobs=args.jobs, seed=args.seed, limits=limits, time_limit=args.time_limit,
+                       hidden=args.hidden_tests.resolve() if args.hidden_tests else None)  # fmt: skip
+    write_results(grades, args.out, lang)
+    write_batch(grades, args.out)
+    print(f"\ngraded {len(grades)} submissions in {time.monotonic() - start:.1f} s with {args.jobs} job(s)")
+    for g in grades:
+        print(f"  {g.name:28} {g.points:6g} / {g.max_points:g}  " + " ".join(f"{b.id}:{b.points:g}" for b in g.blocks)
+              + (f"  ({g.problem.splitlines()[0]})" if g.problem else ""))  # fmt: skip
+    print(f"results in {args.out}/ (gradebook.csv, summary.md, <name>/feedback.md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

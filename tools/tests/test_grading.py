@@ -1,0 +1,134 @@
+"""The grader and the student's check, on the example submissions (tools/grading/examples)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from labkit import grade as grade_cli
+from labkit.classroom import WORKFLOW_PATH, render_workflow
+from labkit.grading import Grade, Submission, find_submission, grade_submission
+from labkit.labinfo import load_lab
+from labkit.overlay import WORKBOOK_ROOT, Limits
+from labkit.tomlread import read_toml
+from labkit.verify import REFERENCE, STUBS
+
+EXPECTED = read_toml(grade_cli.EXAMPLES / "expected.toml")
+LIMITS = Limits(memory_mb=4096, output_mb=64, test_timeout_s=10)
+
+
+@pytest.fixture(scope="module")
+def example_grades(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Grade]:
+    lab = load_lab()
+    submissions = grade_cli.collect_submissions([grade_cli.EXAMPLES], lab)
+    start = time.monotonic()
+    grades = grade_cli.grade_all(submissions, jobs=2, seed=20261123, limits=LIMITS, time_limit=120, hidden=None)
+    print(f"graded {len(grades)} examples in {time.monotonic() - start:.1f} s with 2 jobs")
+    out = tmp_path_factory.mktemp("grades")
+    grade_cli.write_results(grades, out, "en")
+    grade_cli.write_batch(grades, out)
+    return {g.name: g for g in grades}
+
+
+def test_lab_metadata_is_consistent() -> None:
+    lab = load_lab()
+    assert lab.total_points == 100
+    pyproject = read_toml(WORKBOOK_ROOT / "pyproject.toml")
+    markers = {m.split(":")[0] for m in pyproject["tool"]["pytest"]["ini_options"]["markers"]}
+    assert {b.marker for b in lab.blocks} == markers
+    for block in lab.blocks:
+        assert (WORKBOOK_ROOT / block.notebook).is_file(), block.notebook
+
+
+def test_every_example_is_graded_as_expected(example_grades: dict[str, Grade]) -> None:
+    assert set(example_grades) == set(EXPECTED), "examples and expected.toml disagree"
+    wrong = []
+    for name, expected in EXPECTED.items():
+        grade = example_grades[name]
+        feedback = grade_cli.feedback_markdown(grade, "en")
+        if abs(grade.points - expected["total"]) > 0.01 or expected["reason"] not in feedback:
+            wrong.append(f"{name}: {grade.points:g} points (expected {expected['total']:g}); "
+                         f"reason {expected['reason']!r} {'found' if expected['reason'] in feedback else 'missing'}")  # fmt: skip
+    assert wrong == [], "\n".join(wrong)
+
+
+def test_a_crash_or_hang_costs_only_its_block(example_grades: dict[str, Grade]) -> None:
+    for name, broken in [("infinite_loop", "D"), ("output_flood", "C"), ("memory_hog", "E")]:
+        for block in example_grades[name].blocks:
+            full = block.points == block.max_points
+            assert full != (block.id == broken), f"{name}: block {block.id} got {block.points:g}"
+
+
+def test_batch_outputs(example_grades: dict[str, Grade], tmp_path: Path) -> None:
+    grade_cli.write_results(list(example_grades.values()), tmp_path, "es")
+    grade_cli.write_batch(list(example_grades.values()), tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "gradebook.csv", encoding="utf-8")))
+    assert {r["submission"] for r in rows} == set(EXPECTED)
+    assert next(r for r in rows if r["submission"] == "complete")["total"] == "100"
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "| `test_lora_init_identity[bias-float32]` |" in summary and "Most common failure messages" in summary
+    assert "Retroalimentación" in (tmp_path / "partial" / "feedback.md").read_text(encoding="utf-8")
+
+
+def test_shards_partition_and_merge(example_grades: dict[str, Grade], tmp_path: Path) -> None:
+    submissions = grade_cli.collect_submissions([grade_cli.EXAMPLES], load_lab())
+    shards = [grade_cli.shard(submissions, f"{i}/3") for i in (1, 2, 3)]
+    assert sorted(s.name for part in shards for s in part) == sorted(s.name for s in submissions)
+    for i, part in enumerate(shards):
+        grade_cli.write_results([example_grades[s.name] for s in part], tmp_path / f"shard{i}", "en")
+    assert grade_cli.main(["--merge", *(str(tmp_path / f"shard{i}") for i in range(3)), "--out", str(tmp_path / "all")]) == 0
+    assert len(list(csv.DictReader(open(tmp_path / "all" / "gradebook.csv", encoding="utf-8")))) == len(EXPECTED)
+    with pytest.raises(SystemExit):
+        grade_cli.shard(submissions, "4/3")
+
+
+def test_reference_full_marks_stubs_zero_hidden_tests_count(tmp_path: Path) -> None:
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "test_hidden.py").write_text(
+        "import pytest\nfrom torch import nn\nfrom minituner.lora import LoRALinear\n\n\n"
+        "@pytest.mark.block_a\ndef test_hidden_rank_one_shapes():\n"
+        "    layer = LoRALinear(nn.Linear(3, 5), r=1)\n"
+        "    assert tuple(layer.lora_A.shape) == (1, 3) and tuple(layer.lora_B.shape) == (5, 1)\n",
+        encoding="utf-8",
+    )
+    reference = grade_submission(Submission("reference", REFERENCE, None), limits=LIMITS, hidden=hidden)
+    assert reference.blocks[0].total == 1 + grade_submission(Submission("r", REFERENCE, None), limits=LIMITS).blocks[0].total
+    assert all(b.points == b.max_points for b in reference.blocks) and reference.typecheck.ok
+    stubs = grade_submission(Submission("stubs", STUBS, None), limits=LIMITS, hidden=hidden)
+    assert stubs.points == 0 and {b.status for b in stubs.blocks} == {"not started"}
+
+
+def test_missing_lora_is_reported(tmp_path: Path) -> None:
+    submission = find_submission(tmp_path, load_lab())
+    grade = grade_submission(submission, limits=LIMITS)
+    assert grade.points == 0 and "no lora.py found" in grade.problem
+
+
+def test_classroom_workflow_is_generated_from_the_metadata() -> None:
+    assert WORKFLOW_PATH.read_text(encoding="utf-8") == render_workflow(load_lab()), (
+        "tools/grading/classroom.yml is stale: run python -m labkit.classroom --write"
+    )
+    for block in load_lab().blocks:
+        assert f"-m {block.marker} " in WORKFLOW_PATH.read_text(encoding="utf-8")
+
+
+def _check(*args: str, lang_env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LANG": lang_env, "LANGUAGE": "", "LC_ALL": ""}
+    return subprocess.run([sys.executable, "-m", "labkit.check", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_check_reports_progress_in_the_users_language() -> None:
+    done = _check(lang_env="es_ES.UTF-8")  # the workbook's own lora.py: the stubs
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "sin empezar" in done.stdout and "Block A: LoRALinear.__init__ is not implemented yet" in done.stdout
+    hint = _check("--hint", "e", lang_env="C.UTF-8")
+    assert hint.returncode == 0 and load_lab().block("E").hint["en"] in hint.stdout
+    bad = _check("--hint", "Z", lang_env="C.UTF-8")
+    assert bad.returncode == 2 and "no block 'Z'" in bad.stderr
