@@ -59,8 +59,12 @@ def test_broken_candidate_is_reported_not_raised(tmp_path: Path) -> None:
     broken = tmp_path / "lora.py"
     broken.write_text("def oops(:\n")
     run = run_overlay(broken)
-    assert run.outcomes == () and run.returncode not in (0, None)
-    assert "SyntaxError" in run.output
+    # No test ran; the module's collection error is the one record, and it says why.
+    assert [(o.nodeid, o.outcome, o.exc_type) for o in run.outcomes] == [
+        ("tests/test_minituner.py", "error", "CollectionError")
+    ]
+    assert run.returncode not in (0, None)
+    assert "SyntaxError" in run.output and "SyntaxError" in run.outcomes[0].message
     assert reference_problems(run) and stub_problems(run)
 
 
