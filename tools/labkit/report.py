@@ -141,5 +141,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a killed process
-            records[record["nodeid"]] = record
+            # Under xdist every worker collects every test but runs only some: a "not run" line
+            # never replaces a result.
+            known = records.get(record["nodeid"])
+            if known is None or known["outcome"] == "not run" or record["outcome"] != "not run":
+                records[record["nodeid"]] = record
     return list(records.values())
