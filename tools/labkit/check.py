@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from labkit.grading import DEFAULT_LIMITS, Grade, Submission, grade_submission
+from labkit.grading import DEFAULT_LIMITS, STATUS_LABELS, Grade, Submission, grade_submission
 from labkit.labinfo import Lab, load_lab, user_language
 from labkit.overlay import WORKBOOK_ROOT
 
@@ -27,10 +27,6 @@ _TEXT = {
     "en": {
         "head": "{title}: {points:g} / {max:g} points",
         "cols": ("block", "tests", "status"),
-        "done": "done",
-        "failing": "failing",
-        "not started": "not started",
-        "crashed": "crashed",
         "typecheck": "mypy --strict",
         "notes": "notes file",
         "first": "First failure, block {block}: {test}",
@@ -44,10 +40,6 @@ _TEXT = {
     "es": {
         "head": "{title}: {points:g} / {max:g} puntos",
         "cols": ("bloque", "tests", "estado"),
-        "done": "hecho",
-        "failing": "con fallos",
-        "not started": "sin empezar",
-        "crashed": "se colgó o cayó",
         "typecheck": "mypy --strict",
         "notes": "archivo de notas",
         "first": "Primer fallo, bloque {block}: {test}",
@@ -71,7 +63,7 @@ def render(grade: Grade, lab: Lab, lang: str) -> str:
     for b in grade.blocks:
         title = f"{b.id}  {lab.block(b.id).title[lang]}"
         mark = {"done": "✓", "not started": "·"}.get(b.status, "✗")
-        lines.append(f"{mark} {title:44} {b.passed:>3}/{b.total:<3}  {t[b.status]}")
+        lines.append(f"{mark} {title:44} {b.passed:>3}/{b.total:<3}  {STATUS_LABELS[lang][b.status]}")
     for key, item in (("typecheck", grade.typecheck), ("notes", grade.notes)):
         lines.append(f"{'✓' if item.ok else '✗'} {t[key]:44} {'':7}  {item.points:g}/{item.max_points:g}")
     pending = [b for b in grade.blocks if b.status != "done"]

@@ -27,6 +27,7 @@ from pathlib import Path
 from labkit.grading import (
     DEFAULT_GRADER_SEED,
     DEFAULT_LIMITS,
+    STATUS_LABELS,
     Grade,
     Submission,
     find_submission,
@@ -51,10 +52,6 @@ _TEXT = {
         "notes": "Notes file",
         "failures": "What to fix",
         "none": "Every test passed.",
-        "done": "done",
-        "failing": "failing",
-        "not started": "not started",
-        "crashed": "crashed",
     },
     "es": {
         "title": "Retroalimentación: {name}",
@@ -68,10 +65,6 @@ _TEXT = {
         "notes": "Archivo de notas",
         "failures": "Qué corregir",
         "none": "Todos los tests pasan.",
-        "done": "hecho",
-        "failing": "con fallos",
-        "not started": "sin empezar",
-        "crashed": "se colgó o cayó",
     },
 }
 
@@ -112,7 +105,7 @@ def feedback_markdown(grade: Grade, lang: str) -> str:
     lines += [f"| {t['block']} | {t['points']} | {t['tests']} | {t['status']} |", "|---|---|---|---|"]
     for b in grade.blocks:
         title = lab.block(b.id).title[lang]
-        lines.append(f"| {b.id}: {title} | {b.points:g} / {b.max_points:g} | {b.passed} / {b.total} | {t[b.status]} |")
+        lines.append(f"| {b.id}: {title} | {b.points:g} / {b.max_points:g} | {b.passed} / {b.total} | {STATUS_LABELS[lang][b.status]} |")
     for label, item in ((t["typecheck"], grade.typecheck), (t["notes"], grade.notes)):
         lines.append(f"| {label} | {item.points:g} / {item.max_points:g} | | {'ok' if item.ok else '✗'} |")
     lines += ["", f"## {t['failures']}", ""]
@@ -122,7 +115,7 @@ def feedback_markdown(grade: Grade, lang: str) -> str:
     if not failures and not not_started:
         lines.append(t["none"])
     if not_started:
-        lines += [f"- {t['not started']}: {', '.join(not_started)} (NotImplementedError)", ""]
+        lines += [f"- {STATUS_LABELS[lang]['not started']}: {', '.join(not_started)} (NotImplementedError)", ""]
     for block_id, failure in failures:
         lines += [f"### {block_id} · `{failure.name}` ({failure.outcome})", "", "```text", failure.message.strip()[:2000], "```", ""]
     for label, item in ((t["typecheck"], grade.typecheck), (t["notes"], grade.notes)):

@@ -34,6 +34,11 @@ from labkit.verify import REFERENCE
 HIDDEN_DIR = "tests/hidden"  # where hidden tests go in the overlaid copy
 DEFAULT_GRADER_SEED = 20261123  # not the students' 0: answers hard-coded for the public seed fail
 DEFAULT_LIMITS = Limits(memory_mb=4096, output_mb=64, test_timeout_s=60)
+#: A block's status (BlockGrade.status) as `check` and the feedback files show it.
+STATUS_LABELS = {
+    "en": {"done": "done", "failing": "failing", "not started": "not started", "crashed": "crashed"},
+    "es": {"done": "hecho", "failing": "con fallos", "not started": "sin empezar", "crashed": "se colgó o cayó"},
+}
 
 
 @dataclass
