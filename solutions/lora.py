@@ -90,9 +90,11 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., in_features) -> (..., out_features)."""
         # Two thin matmuls, r * (in + out) FLOPs per row; never form lora_B @ lora_A here.
-        update = F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B)
+        # scaling multiplies the thin (..., r) intermediate rather than the (..., out) result:
+        # the same value, for a pass over r columns instead of out_features.
+        update = F.linear(self.scaling * F.linear(self.dropout(x), self.lora_A), self.lora_B)
         base_out: torch.Tensor = self.base(x)  # nn.Module.__call__ is untyped for mypy
-        return base_out + self.scaling * update
+        return base_out + update
 
     @torch.no_grad()
     def merge_(self) -> None:
