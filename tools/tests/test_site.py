@@ -195,6 +195,12 @@ def test_browser_math_notebooks_and_language_switch(served: str) -> None:
         for name in ["theory/02-parameter-count", "theory/03-init-and-scaling", "solutions/00-lora-by-hand-ref"]:
             visit_and_check(f"/{name}/", name.replace("/", "-") + "-en", "en")
             visit_and_check(f"/es/{name}/", name.replace("/", "-") + "-es", "es")
+        for lang_prefix, lang in [("", "en"), ("/es", "es")]:  # no math there: the plot must load
+            page.goto(f"{served}{lang_prefix}/benchmarks/")
+            assert page.get_attribute("html", "lang") == lang, page.url
+            plot = page.locator('article img[src$="lora-bench.png"]')
+            assert plot.evaluate("img => img.complete && img.naturalWidth > 0"), f"{page.url}: the plot did not load"
+            page.screenshot(path=str(SCREENSHOTS / f"benchmarks-{lang}.png"), full_page=False)
         browser.close()
     print(f"browser checks: {time.perf_counter() - start:.1f} s; screenshots in {SCREENSHOTS}")
     assert foreign == [], f"requests to other hosts: {foreign}"
