@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import importlib.util
 import json
 import sys
@@ -171,7 +172,7 @@ def measure_layer(width: int, plan: Plan, lora: ModuleType) -> dict[str, Any]:
     torch.manual_seed(SEED)
     base = nn.Linear(width, width)
     x = torch.randn(LAYER_TOKENS, width)
-    candidates: dict[str, Callable[[], object]] = {"linear": lambda: base(x)}
+    candidates: dict[str, Callable[[], object]] = {"linear": functools.partial(base, x)}
     for r in plan.ranks:
         unmerged = lora.LoRALinear(copy.deepcopy(base), r=r)
         with torch.no_grad():
@@ -180,8 +181,8 @@ def measure_layer(width: int, plan: Plan, lora: ModuleType) -> dict[str, Any]:
         merged.merge_()
         for layer in (unmerged, merged):
             layer.eval()
-        candidates[f"unmerged r={r}"] = lambda layer=unmerged: layer(x)
-        candidates[f"merged r={r}"] = lambda layer=merged: layer(x)
+        candidates[f"unmerged r={r}"] = functools.partial(unmerged, x)
+        candidates[f"merged r={r}"] = functools.partial(merged, x)
     with torch.inference_mode():
         base(x)
         probe = interleaved({"linear": candidates["linear"]}, rounds=3, warmup=1)["linear"]
