@@ -22,7 +22,6 @@ import copy
 import dataclasses
 import functools
 import importlib.util
-import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from labkit import benchpage
 from labkit.timing import Stat, interleaved, machine, ratios
 from labkit.verify import REFERENCE, WORKBOOK_ROOT
 from minituner.model import MiniGPT, MiniGPTConfig
@@ -45,8 +45,6 @@ DROPOUT_RANK = 8
 BATCH = 8  # sequences per training step, each block_size tokens long
 LAYER_TOKENS = 1024  # rows of x in the single-layer forward: 8 sequences of 128 tokens
 BUILD_DIR = WORKBOOK_ROOT / "build" / "bench"
-RESULTS_NAME = "lora.json"
-PLOT_NAME = "lora-bench.png"
 
 
 Variant = tuple[int | None, float]  # (rank or None for full fine-tuning, LoRA dropout)
@@ -219,61 +217,7 @@ def run(plan: Plan, candidate: Path = REFERENCE, log: Callable[[str], None] = pr
     }  # fmt: skip
 
 
-def write_plot(results: dict[str, Any], path: Path) -> None:
-    """Three panels, language-neutral (the pages' captions explain them): counts, steps, layers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
-    for model in results["models"]:
-        lora_rows = [v for v in model["variants"] if v["r"] is not None and v["dropout"] == 0.0]
-        rs = [v["r"] for v in lora_rows]
-        label = f"{model['name']} (n_embd={model['config']['n_embd']})"
-        ax_a.plot(rs, [100 * v["trainable_fraction"] for v in lora_rows], "o-", label=label)
-        med = [v["step_ratio"]["median"] for v in lora_rows]
-        err = [[m - v["step_ratio"]["q1"] for m, v in zip(med, lora_rows)],
-               [v["step_ratio"]["q3"] - m for m, v in zip(med, lora_rows)]]  # fmt: skip
-        line = ax_b.errorbar(rs, med, yerr=err, fmt="o-", capsize=3, label=label)
-        for v in model["variants"]:
-            if v["dropout"] > 0:  # the wrapping's default dropout, at one rank: a cross above the line
-                ax_b.plot([v["r"]], [v["step_ratio"]["median"]], "x", ms=9, color=line.lines[0].get_color())
-    for i, layer in enumerate(results["layers"]):
-        rs = [row["r"] for row in layer["ranks"]]
-        for key, style in (("unmerged_ratio", "o-"), ("merged_ratio", "s--")):
-            kind = key.partition("_")[0]
-            ax_c.plot(rs, [row[key]["median"] for row in layer["ranks"]], style, color=f"C{i}",
-                      label=f"{layer['width']}, {kind}")  # fmt: skip
-    ax_a.set(title="(a) trainable / total parameters (%)", yscale="log")
-    ax_a.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax_b.set(title="(b) training step: LoRA / full fine-tuning (x: dropout)")
-    ax_b.axhline(1.0, color="grey", lw=0.8)
-    ax_c.set(title="(c) forward: LoRALinear / nn.Linear")
-    ax_c.axhline(1.0, color="grey", lw=0.8)
-    for ax in (ax_a, ax_b, ax_c):
-        ax.set(xscale="log", xlabel="r")
-        ax.set_xticks(list(RANKS), [str(r) for r in RANKS])
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: diffs show data only
-    plt.close(fig)
-
-
-def write_results(results: dict[str, Any], directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    data = directory / RESULTS_NAME
-    data.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    plot = directory / PLOT_NAME
-    write_plot(results, plot)
-    return data, plot
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    from labkit import benchpage
-
     parser = argparse.ArgumentParser(prog="python -m labkit.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: lab size, two ranks")
     parser.add_argument("--publish", action="store_true", help=f"also update the site ({benchpage.PAGE_DIR.relative_to(WORKBOOK_ROOT)})")
@@ -284,8 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--publish takes the full run of the reference (no --quick, no --candidate)")
     results = run(QUICK_PLAN if args.quick else FULL_PLAN, args.candidate, log=lambda line: print(line, file=sys.stderr))
     print(benchpage.render_lora_tables(results, "en"))
-    data, plot = write_results(results, args.out)
-    print(f"wrote {data} and {plot}")
+    print(f"wrote {' and '.join(map(str, benchpage.write_lora(results, args.out)))}")
     if args.publish:
         for path in benchpage.publish_lora(results):
             print(f"updated {path}")

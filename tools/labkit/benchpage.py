@@ -5,7 +5,8 @@ page carry blocks between ``<!-- generated: NAME -->`` and ``<!-- end generated:
 prose around them is written by hand. The blocks are rendered from the committed results
 (docs/benchmarks/lora.json from labkit.bench, workbook.json from labkit.speed), so the pages say
 exactly what the last published run measured. Both languages are regenerated together; a Spanish
-page that was in step with its English page before stays recorded as in step after.
+page that was in step with its English page before stays recorded as in step after. The plot
+(docs/benchmarks/lora-bench.png) is drawn here too, from the same results.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from labkit.timing import Stat
 from labkit.verify import WORKBOOK_ROOT
 
 PAGE_DIR = WORKBOOK_ROOT / "docs" / "benchmarks"
-LORA_RESULTS = PAGE_DIR / "lora.json"
+RESULTS_NAME = "lora.json"
+PLOT_NAME = "lora-bench.png"  # one language-neutral image: both pages show the same file
+LORA_RESULTS = PAGE_DIR / RESULTS_NAME
 WORKBOOK_RESULTS = PAGE_DIR / "workbook.json"
 #: English page -> the blocks it carries (its Spanish twin carries the same ones).
 PAGES = {
@@ -242,6 +245,54 @@ def render(name: str, results: Mapping[str, Any], lang: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# Plot
+
+
+def write_plot(results: Mapping[str, Any], path: Path) -> None:
+    """Three panels, language-neutral (the pages' captions explain them): counts, steps, layers."""
+    ranks = sorted({row["r"] for layer in results["layers"] for row in layer["ranks"]})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
+    for model in results["models"]:
+        lora_rows = [v for v in model["variants"] if v["r"] is not None and v["dropout"] == 0.0]
+        rs = [v["r"] for v in lora_rows]
+        label = f"{model['name']} (n_embd={model['config']['n_embd']})"
+        ax_a.plot(rs, [100 * v["trainable_fraction"] for v in lora_rows], "o-", label=label)
+        med = [v["step_ratio"]["median"] for v in lora_rows]
+        err = [[m - v["step_ratio"]["q1"] for m, v in zip(med, lora_rows)],
+               [v["step_ratio"]["q3"] - m for m, v in zip(med, lora_rows)]]  # fmt: skip
+        line = ax_b.errorbar(rs, med, yerr=err, fmt="o-", capsize=3, label=label)
+        for v in model["variants"]:
+            if v["dropout"] > 0:  # the wrapping's default dropout, at one rank: a cross above the line
+                ax_b.plot([v["r"]], [v["step_ratio"]["median"]], "x", ms=9, color=line.lines[0].get_color())
+    for i, layer in enumerate(results["layers"]):
+        rs = [row["r"] for row in layer["ranks"]]
+        for key, style in (("unmerged_ratio", "o-"), ("merged_ratio", "s--")):
+            kind = key.partition("_")[0]
+            ax_c.plot(rs, [row[key]["median"] for row in layer["ranks"]], style, color=f"C{i}",
+                      label=f"{layer['width']}, {kind}")  # fmt: skip
+    ax_a.set(title="(a) trainable / total parameters (%)", yscale="log")
+    ax_a.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax_b.set(title="(b) training step: LoRA / full fine-tuning (x: dropout)")
+    ax_b.axhline(1.0, color="grey", lw=0.8)
+    ax_c.set(title="(c) forward: LoRALinear / nn.Linear")
+    ax_c.axhline(1.0, color="grey", lw=0.8)
+    for ax in (ax_a, ax_b, ax_c):
+        ax.set(xscale="log", xlabel="r")
+        ax.set_xticks(ranks, [str(r) for r in ranks])
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: diffs show data only
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
 # Pages
 
 
@@ -292,11 +343,23 @@ def stale_pages() -> list[str]:
     ]
 
 
-def _publish(results_path: Path, results: Mapping[str, Any]) -> list[Path]:
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    written = [results_path]
-    for page, text in expected_pages({results_path: results}).items():
+def _write_json(path: Path, data: Mapping[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def write_lora(results: Mapping[str, Any], directory: Path) -> list[Path]:
+    """labkit.bench's results and their plot, into directory (build/bench, or the site's)."""
+    plot = directory / PLOT_NAME
+    write_plot(results, plot)
+    return [_write_json(directory / RESULTS_NAME, results), plot]
+
+
+def _update_pages() -> list[Path]:
+    """Rewrite every page whose generated blocks differ from the results on disk."""
+    written = []
+    for page, text in expected_pages().items():
         if page.read_text(encoding="utf-8") != text:
             page.write_text(text, encoding="utf-8")
             written.append(page)
@@ -305,26 +368,19 @@ def _publish(results_path: Path, results: Mapping[str, Any]) -> list[Path]:
 
 def publish_lora(results: Mapping[str, Any]) -> list[Path]:
     """Commit-ready: the results, the plot and every page block that shows them."""
-    from labkit.bench import PLOT_NAME, write_plot
-
-    write_plot(dict(results), PAGE_DIR / PLOT_NAME)
-    return [*_publish(LORA_RESULTS, results), PAGE_DIR / PLOT_NAME]
+    return [*write_lora(results, PAGE_DIR), *_update_pages()]
 
 
 def publish_workbook(results: Mapping[str, Any]) -> list[Path]:
-    return _publish(WORKBOOK_RESULTS, results)
+    return [_write_json(WORKBOOK_RESULTS, results), *_update_pages()]
 
 
 def main() -> int:
-    """Re-render the pages and the plot from the committed results (after editing the prose around
+    """Re-render the plot and the pages from the committed results (after editing the prose around
     the blocks, or the plot's code)."""
-    from labkit.bench import PLOT_NAME, write_plot
-
     write_plot(_load(LORA_RESULTS), PAGE_DIR / PLOT_NAME)
-    for page, text in expected_pages().items():
-        if page.read_text(encoding="utf-8") != text:
-            page.write_text(text, encoding="utf-8")
-            print(f"updated {page.relative_to(WORKBOOK_ROOT)}")
+    for page in _update_pages():
+        print(f"updated {page.relative_to(WORKBOOK_ROOT)}")
     return 0
 
 

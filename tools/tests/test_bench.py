@@ -34,10 +34,8 @@ def reference() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    results = bench.run(bench.QUICK_PLAN, log=lambda line: None)
-    bench.write_results(results, tmp_path_factory.mktemp("bench"))
-    return results
+def quick() -> dict[str, Any]:
+    return bench.run(bench.QUICK_PLAN, log=lambda line: None)
 
 
 def _adamw_bytes(params: list[nn.Parameter]) -> int:
@@ -108,8 +106,9 @@ def test_quick_run_tables_and_plot(quick: dict[str, Any], tmp_path: Path) -> Non
         assert len(rows) == 1 + len(bench.QUICK_PLAN.ranks) + 1, tables  # full, each rank, with dropout
         total = "118,5 k" if lang == "es" else "118.5 k"
         assert "2304" in tables and total in tables, tables
-    bench.write_plot(quick, tmp_path / "plot.png")
-    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data, plot = benchpage.write_lora(quick, tmp_path)
+    assert json.loads(data.read_text(encoding="utf-8")) == json.loads(json.dumps(quick))
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_runs_a_student_file_and_refuses_to_publish_it(tmp_path: Path) -> None:
@@ -157,8 +156,8 @@ def test_plot_is_one_image_for_both_languages() -> None:
     page = benchpage.PAGE_DIR / "index.md"
     images = site.markdown_structure(page.read_text(encoding="utf-8")).images
     es_images = site.markdown_structure(benchpage.spanish(page).read_text(encoding="utf-8")).images
-    assert images == es_images == [bench.PLOT_NAME]
-    assert (benchpage.PAGE_DIR / bench.PLOT_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert images == es_images == [benchpage.PLOT_NAME]
+    assert (benchpage.PAGE_DIR / benchpage.PLOT_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_new_results_change_the_pages_and_keep_the_translation_in_step() -> None:

@@ -224,16 +224,12 @@ def _assert_math_typeset(page) -> None:  # type: ignore[no-untyped-def]
 
 def test_parameter_count_page_matches_the_model() -> None:
     """The worked tables of theory/02-parameter-count are what the reference actually counts."""
-    import importlib.util
-
     from minituner.model import MiniGPT, MiniGPTConfig
 
+    from labkit.bench import load_lora
     from labkit.verify import REFERENCE
 
-    spec = importlib.util.spec_from_file_location("reference_lora", REFERENCE)
-    assert spec is not None and spec.loader is not None
-    reference = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reference)
+    reference = load_lora(REFERENCE)
     total = sum(p.numel() for p in MiniGPT(MiniGPTConfig()).parameters())
     for page in ["docs/theory/02-parameter-count.md", "docs/theory/02-parameter-count.es.md"]:
         text = (ROOT / page).read_text(encoding="utf-8")
