@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import numpy as np
 import pytest
@@ -37,6 +38,7 @@ block_d = pytest.mark.block_d
 block_e = pytest.mark.block_e
 
 LORA_NAMES = ("lora_A", "lora_B")
+_T = TypeVar("_T")
 # A small MiniGPT with non-square LoRA targets (fc1 is 32 -> 128) and a short vocabulary.
 SMALL_GPT = MiniGPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
 
@@ -76,14 +78,57 @@ def expect_error(error: type[Exception], call: Callable[[], object], what: str, 
     pytest.fail(f"{what} did not raise {error.__name__}: {hint}", pytrace=False)
 
 
+#: The exact types the tests judge: (the type named with its article, its plural, the usual cause).
+PLAIN_TYPES: dict[type, tuple[str, str, str]] = {
+    torch.Tensor: ("a torch.Tensor", "tensors",
+                   "return what torch's operations give, never a subclass or a wrapper of it"),
+    nn.Parameter: ("an nn.Parameter", "parameters",
+                   "create it as nn.Parameter(tensor) and change it only in place"),
+    np.ndarray: ("an np.ndarray", "arrays",
+                 "return what NumPy's operations give (np.concatenate, @), not a subclass of it"),
+    float: ("a float", "numbers", "compute it with Python numbers or convert it with float(...)"),
+    int: ("an int", "numbers", "store it as the int it was given"),
+}
+
+
+def plain(value: object, kind: type[_T], what: str, hint: str = "") -> _T:
+    """value itself, once its type is exactly kind (np.float64 also counts as a float).
+
+    A subclass could rig the very comparisons that judge it (abs, max, ==, torch.equal ...), so
+    every value that a test compares and that the submission produced goes through here first.
+    """
+    accepted: tuple[type, ...] = (float, np.float64) if kind is float else (kind,)
+    if type(value) not in accepted:
+        name, plural, cause = PLAIN_TYPES[kind]
+        pytest.fail(
+            f"{what} is a {type(value).__module__}.{type(value).__qualname__}, not {name}: the "
+            f"tests judge only plain {plural} (a subclass can change how comparisons behave); "
+            f"{hint or cause}",
+            pytrace=False,
+        )
+    return cast(_T, value)
+
+
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    for t in (a, b):  # the callers check their tensors first, with a more precise message
+        plain(t, torch.Tensor, "a tensor being compared")
     return float((a - b).detach().abs().max())
+
+
+def plain_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
+    """module.named_parameters() as a dict, once every parameter is exactly an nn.Parameter."""
+    return {name: plain(p, nn.Parameter, f"parameter {name}") for name, p in module.named_parameters()}
+
+
+def output(value: object, what: str = "LoRALinear's forward output") -> torch.Tensor:
+    """A forward output (or logits) of the submission, once it is exactly a torch.Tensor."""
+    return plain(value, torch.Tensor, what)
 
 
 def randomize_lora(module: nn.Module) -> None:
     """Give every lora_A and lora_B non-zero values, as if the adapter had been trained."""
     with torch.no_grad():
-        for name, p in module.named_parameters():
+        for name, p in plain_parameters(module).items():
             if name.rpartition(".")[2] in LORA_NAMES:
                 p.normal_(0.0, 0.5)
 
@@ -93,7 +138,7 @@ def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
 
 
 def trainable_names(model: nn.Module) -> set[str]:
-    return {name for name, p in model.named_parameters() if p.requires_grad}
+    return {name for name, p in plain_parameters(model).items() if p.requires_grad}
 
 
 def is_lora_name(name: str) -> bool:
@@ -108,6 +153,11 @@ def token_batch(rng: np.random.Generator, cfg: MiniGPTConfig = SMALL_GPT) -> tor
     return torch.from_numpy(rng.integers(0, cfg.vocab_size, size=(2, cfg.block_size)))
 
 
+def logits(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """A wrapped model's logits, once they are exactly a torch.Tensor."""
+    return output(model(idx)[0], "the wrapped model's output (logits)")
+
+
 # ----------------------------------------------------------------------------- Block A
 @block_a
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
@@ -118,7 +168,7 @@ def test_lora_init_identity(seed: int, rng: np.random.Generator, dtype: torch.dt
         x = random_input(rng, base)
         expected = base(x)
         lora = LoRALinear(base, r=int(rng.integers(1, 9)), alpha=16.0)
-        out = lora(x)
+        out = output(lora(x))
         assert out.shape == expected.shape, (
             f"output shape {tuple(out.shape)} != base output shape {tuple(expected.shape)}: "
             "forward must keep every leading dimension of x and end with out_features"
@@ -143,6 +193,7 @@ def test_lora_init_identity_factors(seed: int, rng: np.random.Generator, dtype: 
             f"{name} is a {type(p).__name__}, not an nn.Parameter: a plain tensor is invisible to "
             "model.parameters(), so no optimizer would ever train it"
         )
+        plain(p, nn.Parameter, name)
         assert p.dtype == base.weight.dtype and p.device == base.weight.device, (
             f"{name} is {p.dtype} on {p.device}, base.weight is {base.weight.dtype} on "
             f"{base.weight.device}: create the factors with base.weight's dtype and device"
@@ -181,17 +232,22 @@ def test_lora_init_identity_factors(seed: int, rng: np.random.Generator, dtype: 
 def test_lora_init_identity_forward_scaling(seed: int, rng: np.random.Generator) -> None:
     for r, alpha in ((4, 16.0), (8, 2.0), (3, 5.0)):  # never r == alpha, so a swap shows
         base = random_linear(rng)
-        lora = LoRALinear(base, r=r, alpha=alpha)
-        assert lora.r == r and lora.alpha == alpha, "store r and alpha as given"
-        assert lora.scaling == pytest.approx(alpha / r), (
-            f"scaling is {lora.scaling}, expected alpha / r = {alpha / r}"
-        )
-        randomize_lora(lora)
         x = random_input(rng, base)
         with torch.no_grad():
-            update = (x @ lora.lora_A.T) @ lora.lora_B.T
-            expected = base(x) + (alpha / r) * update
-            out = lora(x)
+            base_out = base(x)  # before LoRALinear can touch base
+        lora = LoRALinear(base, r=r, alpha=alpha)
+        stored_r = plain(lora.r, int, "lora.r")
+        stored_alpha = plain(lora.alpha, float, "lora.alpha")
+        scaling = plain(lora.scaling, float, "lora.scaling")
+        assert stored_r == r and stored_alpha == alpha, "store r and alpha as given"
+        assert scaling == pytest.approx(alpha / r), (
+            f"scaling is {scaling}, expected alpha / r = {alpha / r}"
+        )
+        randomize_lora(lora)
+        A, B = lora.lora_A.detach().clone(), lora.lora_B.detach().clone()
+        with torch.no_grad():
+            expected = base_out + (alpha / r) * ((x @ A.T) @ B.T)
+            out = output(lora(x))
         diff = max_abs_diff(out, expected)
         assert diff < 1e-5 * (1 + float(expected.abs().max())), (
             f"forward differs from base(x) + (alpha/r) * x @ A.T @ B.T by {diff:.3g} "
@@ -203,29 +259,32 @@ def test_lora_init_identity_forward_scaling(seed: int, rng: np.random.Generator)
 def test_lora_init_identity_dropout_on_branch_input_only(seed: int) -> None:
     p = 0.25  # not 0.5, where keeping with probability p and dropping with p look the same
     base = nn.Linear(16, 24)
-    lora = LoRALinear(base, r=4, alpha=8.0, dropout=p)
     x = torch.eye(16).repeat(4, 1)  # one-hot rows: input dropout keeps or drops a whole row's update
+    with torch.no_grad():
+        base_out = base(x)  # before LoRALinear can touch base
+    lora = LoRALinear(base, r=4, alpha=8.0, dropout=p)
 
     lora.train()
     with torch.no_grad():
-        out, expected = lora(x), base(x)
-    diff = max_abs_diff(out, expected)
+        out = output(lora(x))
+    diff = max_abs_diff(out, base_out)
     assert diff == 0.0, (
         f"in train mode with lora_B = 0 the output differs from base(x) by {diff:.3g}: dropout "
         "must act on the LoRA branch's input only, never on base(x) or on the output"
     )
 
     randomize_lora(lora)
+    A, B = lora.lora_A.detach().clone(), lora.lora_B.detach().clone()
     with torch.no_grad():
         lora.eval()
-        eval_update = lora(x) - base(x)
-        expected_update = lora.scaling * (x @ lora.lora_A.T) @ lora.lora_B.T
+        eval_update = output(lora(x)) - base_out
+        expected_update = (8.0 / 4) * (x @ A.T) @ B.T
         assert max_abs_diff(eval_update, expected_update) < 1e-5, (
             "in eval mode dropout must be off: use an nn.Dropout module (or "
             "F.dropout(..., training=self.training))"
         )
         lora.train()
-        train_update = lora(x) - base(x)
+        train_update = output(lora(x)) - base_out
     kept = torch.isclose(train_update, eval_update / (1 - p), atol=1e-5).all(dim=1)
     dropped = torch.isclose(train_update, torch.zeros_like(train_update), atol=1e-6).all(dim=1)
     assert bool(dropped.any()), (
@@ -321,13 +380,13 @@ def test_freeze_false_keeps_base_trainable(seed: int, rng: np.random.Generator) 
 def test_freeze_only_lora_gets_gradients(seed: int, rng: np.random.Generator) -> None:
     base = random_linear(rng)
     lora = LoRALinear(base, r=4, alpha=8.0)
-    before = {name: p.detach().clone() for name, p in lora.named_parameters()}
+    before = {name: p.detach().clone() for name, p in plain_parameters(lora).items()}
     x = random_input(rng, base)
     target = torch.randn(*x.shape[:-1], base.out_features)
     for _ in range(3):  # lora_A only gets a gradient once lora_B is non-zero, from step 2 on
         lora.zero_grad()
-        loss = ((lora(x) - target) ** 2).mean()
-        loss.backward()
+        loss = ((output(lora(x)) - target) ** 2).mean()
+        torch.autograd.backward(loss)  # (Tensor.backward is untyped for mypy)
         for name in ("base.weight", "base.bias"):
             grad = lora.get_parameter(name).grad
             assert grad is None, (
@@ -339,7 +398,7 @@ def test_freeze_only_lora_gets_gradients(seed: int, rng: np.random.Generator) ->
             for p in lora.parameters():
                 if p.grad is not None:
                     p.sub_(0.1 * p.grad)
-    after = dict(lora.named_parameters())
+    after = plain_parameters(lora)
     for name in ("base.weight", "base.bias"):
         assert torch.equal(before[name], after[name].detach()), f"{name} changed during training"
     for name in LORA_NAMES:
@@ -353,7 +412,7 @@ def test_freeze_only_lora_gets_gradients(seed: int, rng: np.random.Generator) ->
 @block_a
 def test_param_count_linear_64_r8_is_1024(seed: int) -> None:
     lora = LoRALinear(nn.Linear(64, 64), r=8)
-    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    trainable = sum(p.numel() for p in plain_parameters(lora).values() if p.requires_grad)
     assert trainable == 1024, (
         f"LoRALinear(nn.Linear(64, 64), r=8) has {trainable} trainable parameters, expected "
         "r * (in + out) = 8 * (64 + 64) = 1024 (base frozen, A and B trainable)"
@@ -366,8 +425,9 @@ def test_param_count_random_shapes(seed: int, rng: np.random.Generator) -> None:
         base = random_linear(rng, bias=bool(rng.integers(2)))
         r = int(rng.integers(1, 17))
         lora = LoRALinear(base, r=r)
-        trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in lora.parameters())
+        params = plain_parameters(lora).values()
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        total = sum(p.numel() for p in params)
         base_total = sum(p.numel() for p in base.parameters())
         expected = r * (base.in_features + base.out_features)
         assert trainable == expected, (
@@ -404,8 +464,10 @@ def test_freeze_wrap_minigpt_default_targets(seed: int) -> None:
     )
     for name, layer in wrapped.items():
         assert layer.base is originals[name], f"{name}: LoRALinear must wrap the original layer"
-        assert layer.r == 4 and layer.scaling == pytest.approx(2.0), (
-            f"{name}: r={layer.r}, scaling={layer.scaling}; pass r and alpha on to every LoRALinear"
+        r = plain(layer.r, int, f"{name}.r")
+        scaling = plain(layer.scaling, float, f"{name}.scaling")
+        assert r == 4 and scaling == pytest.approx(2.0), (
+            f"{name}: r={r}, scaling={scaling}; pass r and alpha on to every LoRALinear"
         )
     trainable = trainable_names(model)
     not_lora = sorted(n for n in trainable if not is_lora_name(n))
@@ -426,7 +488,7 @@ def test_lora_init_identity_wrapped_minigpt(seed: int, rng: np.random.Generator)
     with torch.no_grad():
         before, _ = model(idx)
         wrap_minigpt_with_lora(model)
-        after, _ = model(idx)
+        after = logits(model, idx)
     diff = max_abs_diff(after, before)
     assert diff == 0.0, (
         f"wrapping changed the model's logits by {diff:.3g}: a freshly wrapped model must compute "
@@ -441,7 +503,7 @@ def test_param_count_wrapped_minigpt(seed: int) -> None:
              if isinstance(m, nn.Linear)}
     r = 3
     wrap_minigpt_with_lora(model, r=r)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable = sum(p.numel() for p in plain_parameters(model).values() if p.requires_grad)
     expected = sum(r * (i + o) for n, (i, o) in sizes.items() if n in expected_targets(SMALL_GPT))
     assert trainable == expected, (
         f"wrapped MiniGPT at r={r} has {trainable} trainable parameters, expected the sum of "
@@ -498,7 +560,7 @@ def test_freeze_wrap_passes_dropout(seed: int, rng: np.random.Generator) -> None
         randomize_lora(model)
         model.train()
         with torch.no_grad():
-            outputs[p] = (model(idx)[0], model(idx)[0])
+            outputs[p] = (logits(model, idx), logits(model, idx))
     assert torch.equal(*outputs[0.0]), "with dropout=0.0 two train-mode forwards must agree"
     assert not torch.equal(*outputs[0.5]), (
         "with dropout=0.5 two train-mode forwards gave the same logits: pass dropout on to "
@@ -536,19 +598,29 @@ def trained_wrapped_gpt(seed: int) -> MiniGPT:
     return model.eval()
 
 
+def saved_adapter(model: nn.Module) -> dict[str, torch.Tensor]:
+    """lora_state_dict(model), once every value in it is exactly a torch.Tensor."""
+    state: dict[str, torch.Tensor] = lora_state_dict(model)
+    for name, value in state.items():
+        plain(value, torch.Tensor, f"lora_state_dict(model)[{name!r}]",
+              "save detached copies, p.detach().clone(): plain tensors that no longer belong to "
+              "the model (an nn.Parameter is a subclass too)")
+    return state
+
+
 @block_c
 def test_roundtrip_state_dict_keys_and_copies(seed: int) -> None:
     model = trained_wrapped_gpt(seed)
-    state = lora_state_dict(model)
+    state = saved_adapter(model)
     expected = {n for n, _ in model.named_parameters() if is_lora_name(n)}
     assert set(state) == expected, (
         f"unexpected keys {sorted(set(state) - expected)[:4]}, missing {sorted(expected - set(state))[:4]}: "
         "the adapter state dict holds exactly the lora_A / lora_B parameters, named as in "
         "model.named_parameters()"
     )
-    params = dict(model.named_parameters())
+    params = plain_parameters(model)
     for name, tensor in state.items():
-        assert isinstance(tensor, torch.Tensor) and torch.equal(tensor, params[name].detach()), (
+        assert torch.equal(tensor, params[name].detach()), (
             f"{name}: the saved tensor does not equal the parameter"
         )
         assert not tensor.requires_grad, f"{name}: save detached tensors (tensor.detach())"
@@ -567,13 +639,13 @@ def test_roundtrip_same_model(seed: int, rng: np.random.Generator) -> None:
     model = trained_wrapped_gpt(seed)
     idx = token_batch(rng)
     with torch.no_grad():
-        expected, _ = model(idx)
-    state = lora_state_dict(model)
+        expected = logits(model, idx)
+    state = saved_adapter(model)
     lora_before = {n: p for n, p in model.named_parameters() if is_lora_name(n)}
     randomize_lora(model)  # training on, or another adapter
     load_lora_state_dict(model, state)
     with torch.no_grad():
-        out, _ = model(idx)
+        out = logits(model, idx)
     diff = max_abs_diff(out, expected)
     assert diff < 1e-5, f"save -> reload changed the logits by {diff:.3g} (must be < 1e-5)"
     for n, p in model.named_parameters():
@@ -586,7 +658,7 @@ def test_roundtrip_same_model(seed: int, rng: np.random.Generator) -> None:
     with torch.no_grad():
         for t in state.values():
             t.zero_()
-    assert max_abs_diff(model(idx)[0], expected) < 1e-5, (
+    assert max_abs_diff(logits(model, idx), expected) < 1e-5, (
         "the model changed when the state dict's tensors were modified: copy the values in"
     )
 
@@ -596,12 +668,12 @@ def test_roundtrip_into_fresh_model(seed: int, rng: np.random.Generator) -> None
     model = trained_wrapped_gpt(seed)
     idx = token_batch(rng)
     with torch.no_grad():
-        expected, _ = model(idx)
-    state = lora_state_dict(model)
+        expected = logits(model, idx)
+    state = saved_adapter(model)
     fresh = trained_wrapped_gpt(seed)  # the same base weights ...
     randomize_lora(fresh)  # ... but another adapter
     load_lora_state_dict(fresh, state)
-    diff = max_abs_diff(fresh(idx)[0].detach(), expected)
+    diff = max_abs_diff(logits(fresh, idx).detach(), expected)
     assert diff < 1e-5, (
         f"a freshly wrapped model loaded with the adapter differs by {diff:.3g} from the original"
     )
@@ -645,7 +717,7 @@ def corrupt(state: dict[str, torch.Tensor], how: str) -> tuple[dict[str, object]
 )
 def test_roundtrip_rejects_bad_state(seed: int, how: str) -> None:
     model = trained_wrapped_gpt(seed)
-    state = lora_state_dict(model)
+    state = saved_adapter(model)
     bad, names = corrupt(state, how)
     randomize_lora(model)
     snapshot = {n: t.clone() for n, t in model.state_dict().items()}
@@ -689,11 +761,11 @@ def test_merge_equivalence(seed: int, rng: np.random.Generator, bias: bool, free
         flags = {n: p.requires_grad for n, p in lora.named_parameters()}
         x = random_input(rng, base)
         with torch.no_grad():
-            before = lora(x)
+            before = output(lora(x))
         lora.merge_()
         tol = merge_tolerance(before)
         with torch.no_grad():
-            after = lora(x)
+            after = output(lora(x), "the merged LoRALinear's forward output")
         diff = max_abs_diff(after, before)
         assert diff < tol, (
             f"merged forward differs from the unmerged one by {diff:.3g} (tolerance {tol:.3g}; "
@@ -701,17 +773,20 @@ def test_merge_equivalence(seed: int, rng: np.random.Generator, bias: bool, free
             "then zero lora_A and lora_B, or the update counts twice"
         )
         expected_w = w0 + (alpha / r) * B @ A
-        w_diff = max_abs_diff(base.weight.detach(), expected_w)
+        weight = plain(base.weight, nn.Parameter, "base.weight after merge_")
+        A_after = plain(lora.lora_A, nn.Parameter, "lora_A after merge_")
+        B_after = plain(lora.lora_B, nn.Parameter, "lora_B after merge_")
+        w_diff = max_abs_diff(weight.detach(), expected_w)
         assert w_diff < merge_tolerance(expected_w), (
             f"base.weight after merge differs from W + (alpha/r) * B @ A by {w_diff:.3g}"
         )
-        assert not lora.lora_A.detach().any() and not lora.lora_B.detach().any(), (
+        assert not A_after.detach().any() and not B_after.detach().any(), (
             "lora_A and lora_B must be zero after merge_, or the update is counted twice"
         )
-        assert flags == {n: p.requires_grad for n, p in lora.named_parameters()}, (
+        assert flags == {n: p.requires_grad for n, p in plain_parameters(lora).items()}, (
             "merge_ changed requires_grad flags: every parameter keeps its flag"
         )
-        assert base.weight.is_leaf and base.weight.grad_fn is None, (
+        assert weight.is_leaf and weight.grad_fn is None, (
             "merge_ recorded the update in autograd: do it under torch.no_grad()"
         )
 
@@ -723,24 +798,24 @@ def test_merge_twice_and_reinit_then_train(seed: int, rng: np.random.Generator) 
     randomize_lora(lora)
     x = random_input(rng, base)
     with torch.no_grad():
-        before = lora(x)
+        before = output(lora(x))
     A = lora.lora_A
     lora.merge_()
     lora.merge_()  # the factors are zero now: a second merge changes nothing
     with torch.no_grad():
-        diff = max_abs_diff(lora(x), before)
+        diff = max_abs_diff(output(lora(x), "the merged LoRALinear's forward output"), before)
     assert diff < merge_tolerance(before), f"a second merge_ changed the output by {diff:.3g}"
     assert lora.lora_A is A and isinstance(A, nn.Parameter) and A.requires_grad, (
         "after merge_, lora_A must still be the same trainable nn.Parameter (an optimizer holds "
         "it): zero it in place instead of replacing it"
     )
     nn.init.kaiming_uniform_(lora.lora_A, a=math.sqrt(5))  # start a new adapter
-    out = lora(x)
+    out = output(lora(x), "the merged LoRALinear's forward output")
     diff = max_abs_diff(out.detach(), before)
     assert diff < merge_tolerance(before), (
         f"re-initializing lora_A after merge changed the output by {diff:.3g}: lora_B must be zero"
     )
-    out.sum().backward()
+    torch.autograd.backward(out.sum())  # (Tensor.backward is untyped for mypy)
     assert lora.lora_B.grad is not None and bool(lora.lora_B.grad.any()), (
         "after merge and re-init the adapter must train again: lora_B got no gradient"
     )
@@ -751,10 +826,10 @@ def test_merge_wrapped_minigpt(seed: int, rng: np.random.Generator) -> None:
     model = trained_wrapped_gpt(seed)
     idx = token_batch(rng)
     with torch.no_grad():
-        before, _ = model(idx)
+        before = logits(model, idx)
         for layer in lora_layers(model).values():
             layer.merge_()
-        after, _ = model(idx)
+        after = logits(model, idx)
     diff = max_abs_diff(after, before)
     assert diff < merge_tolerance(before), (
         f"merging every LoRALinear of a MiniGPT changed its logits by {diff:.3g}"
@@ -785,23 +860,33 @@ def loop_oracle(x: np.ndarray, y: np.ndarray, w_base: np.ndarray, a: np.ndarray,
     return np.concatenate([a.ravel(), b.ravel()])
 
 
+def regression_loss(x: np.ndarray, y: np.ndarray, w_base: np.ndarray, a: np.ndarray,
+                    b: np.ndarray) -> float:
+    """The block E loss, written out plainly: sum((x @ (w_base + a @ b) - y) ** 2) / N."""
+    return float(np.sum((x @ (w_base + a @ b) - y) ** 2) / x.shape[0])
+
+
 @block_e
 def test_regression_grads_match_autograd(seed: int, rng: np.random.Generator) -> None:
     for _ in range(3):
         x, y, w_base, a, b = regression_problem(rng)
-        loss, grad_a, grad_b = lora_regression_grads(x, y, w_base, a, b)
+        # The expectation first, on torch copies: the call under test gets the arrays afterwards.
         ta = torch.tensor(a, requires_grad=True)
         tb = torch.tensor(b, requires_grad=True)
         tx, ty = torch.tensor(x), torch.tensor(y)
         t_loss = ((tx @ (torch.tensor(w_base) + ta @ tb) - ty) ** 2).sum() / x.shape[0]
         t_loss.backward()
         expected_loss = t_loss.item()
+        loss, grad_a, grad_b = lora_regression_grads(x, y, w_base, a, b)
+        loss = plain(loss, float, "the loss returned by lora_regression_grads")
+        grad_a = plain(grad_a, np.ndarray, "grad_a returned by lora_regression_grads")
+        grad_b = plain(grad_b, np.ndarray, "grad_b returned by lora_regression_grads")
         assert np.shape(grad_a) == a.shape and np.shape(grad_b) == b.shape, (
             f"grad_a {np.shape(grad_a)} / grad_b {np.shape(grad_b)} must have the shapes of a "
             f"{a.shape} and b {b.shape}: grad_a = G @ b.T, grad_b = a.T @ G"
         )
-        assert float(loss) == pytest.approx(expected_loss, rel=1e-10), (
-            f"loss {float(loss):.6g} != sum((x @ W - y)**2) / N = {expected_loss:.6g} "
+        assert loss == pytest.approx(expected_loss, rel=1e-10), (
+            f"loss {loss:.6g} != sum((x @ W - y)**2) / N = {expected_loss:.6g} "
             "with W = w_base + a @ b "
             f"(the element-wise mean would be {expected_loss / y.shape[1]:.6g}): block E's loss "
             "sums over outputs and divides by N only"
@@ -821,9 +906,10 @@ def test_regression_train_matches_loop(seed: int, rng: np.random.Generator) -> N
     for _ in range(3):
         x, y, w_base, a0, b0 = regression_problem(rng)
         n_steps = int(rng.integers(1, 20))
-        out = train_lora_regression(x, y, w_base, a0, b0, lr=0.01, n_steps=n_steps)
-        expected = loop_oracle(x, y, w_base, a0, b0, 0.01, n_steps)
-        assert isinstance(out, np.ndarray) and out.shape == expected.shape, (
+        expected = loop_oracle(x, y, w_base, a0, b0, 0.01, n_steps)  # before the call under test
+        out = plain(train_lora_regression(x, y, w_base, a0, b0, lr=0.01, n_steps=n_steps),
+                    np.ndarray, "train_lora_regression's result")
+        assert out.shape == expected.shape, (
             f"output shape {np.shape(out)}, expected (d_in*r + r*d_out,) = {expected.shape}: "
             "return np.concatenate([a.ravel(), b.ravel()])"
         )
@@ -840,10 +926,12 @@ def test_regression_train_matches_loop(seed: int, rng: np.random.Generator) -> N
 def test_regression_loss_decreases(seed: int, rng: np.random.Generator) -> None:
     x, y, w_base, a0, b0 = regression_problem(rng)
     d_in, r = a0.shape
-    out = train_lora_regression(x, y, w_base, a0, b0, lr=0.005, n_steps=50)
+    start = regression_loss(x, y, w_base, a0, b0)  # the test's own loss, on arrays it keeps
+    copies = (x.copy(), y.copy(), w_base.copy(), a0.copy(), b0.copy())
+    out = plain(train_lora_regression(*copies, lr=0.005, n_steps=50),
+                np.ndarray, "train_lora_regression's result")
     a, b = out[: d_in * r].reshape(d_in, r), out[d_in * r:].reshape(r, -1)
-    start = lora_regression_grads(x, y, w_base, a0, b0)[0]
-    end = lora_regression_grads(x, y, w_base, a, b)[0]
+    end = regression_loss(x, y, w_base, a, b)
     assert end < start, (
         f"50 gradient-descent steps raised the loss from {start:.4g} to {end:.4g}: "
         "subtract lr * gradient (descent, not ascent)"
@@ -855,7 +943,8 @@ def test_regression_zero_steps_and_zero_lr(seed: int, rng: np.random.Generator) 
     x, y, w_base, a0, b0 = regression_problem(rng)
     initial = np.concatenate([a0.ravel(), b0.ravel()])
     for kwargs in ({"lr": 0.01, "n_steps": 0}, {"lr": 0.0, "n_steps": 5}):
-        out = train_lora_regression(x, y, w_base, a0, b0, **kwargs)  # type: ignore[arg-type]
+        out = plain(train_lora_regression(x, y, w_base, a0, b0, **kwargs),  # type: ignore[arg-type]
+                    np.ndarray, "train_lora_regression's result")
         assert np.shape(out) == initial.shape and np.array_equal(out, initial), (
             f"with {kwargs} the output must be np.concatenate([a0.ravel(), b0.ravel()]) unchanged "
             "(a first, then b)"

@@ -17,9 +17,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from labkit.grading import DEFAULT_LIMITS, STATUS_LABELS, Grade, Submission, grade_submission
+from labkit.grade import violation_line
+from labkit.grading import DEFAULT_LIMITS, STATUS_LABELS, Grade, grade_submission
 from labkit.labinfo import Lab, load_lab, user_language
 from labkit.overlay import WORKBOOK_ROOT
+from labkit.submission import Submission
 
 PUBLIC_SEED = 0
 
@@ -36,6 +38,9 @@ _TEXT = {
         "problem": "Nothing could be graded:",
         "watch": "Watching {path} (Ctrl-C to stop)...",
         "notebook": "Its notebook: {notebook}",
+        "rule": "Your lora.py breaks the lab's code rule (only torch, torch.nn, torch.nn.functional, numpy and "
+        "a few standard modules; nothing that reaches outside the lab's code). The instructor's grader "
+        "withholds such a submission for review. Fix these lines first:",
     },
     "es": {
         "head": "{title}: {points:g} / {max:g} puntos",
@@ -49,6 +54,9 @@ _TEXT = {
         "problem": "No se pudo calificar nada:",
         "watch": "Vigilando {path} (Ctrl-C para parar)...",
         "notebook": "Su notebook: {notebook}",
+        "rule": "Tu lora.py incumple la regla de código del lab (solo torch, torch.nn, torch.nn.functional, numpy "
+        "y unos pocos módulos estándar; nada que salga del código del lab). El corrector del docente "
+        "retiene una entrega así para revisarla. Corrige primero estas líneas:",
     },
 }
 
@@ -56,6 +64,8 @@ _TEXT = {
 def render(grade: Grade, lab: Lab, lang: str) -> str:
     t = _TEXT[lang]
     lines = [t["head"].format(title=lab.title[lang], points=grade.points, max=grade.max_points), ""]
+    if grade.violations:
+        lines += [t["rule"], *(f"    {violation_line(v, lang)}" for v in grade.violations), ""]
     if grade.problem:
         return "\n".join([*lines, t["problem"], grade.problem])
     cols = t["cols"]
@@ -90,7 +100,9 @@ def run_once(lab: Lab, lang: str) -> Grade:
     lora = WORKBOOK_ROOT / lab.submission
     notes = WORKBOOK_ROOT / lab.notes_path
     submission = Submission("yours", lora, notes if notes.is_file() else None)
-    grade = grade_submission(submission, seed=PUBLIC_SEED, limits=DEFAULT_LIMITS, mypy_cache=WORKBOOK_ROOT / ".mypy_cache")
+    # Your own code on your own machine: no sandbox needed (the instructor's grade uses one).
+    grade = grade_submission(submission, seed=PUBLIC_SEED, limits=DEFAULT_LIMITS,
+                             mypy_cache=WORKBOOK_ROOT / ".mypy_cache", sandbox=False)  # fmt: skip
     print(render(grade, lab, lang), flush=True)
     return grade
 
@@ -116,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     grade = run_once(lab, lang)
     if not args.watch:
-        complete = grade.points == grade.max_points
+        complete = grade.points == grade.max_points and not grade.withheld
         return 0 if complete else 1
     watched = [WORKBOOK_ROOT / lab.submission, WORKBOOK_ROOT / lab.notes_path]
     print("\n" + _TEXT[lang]["watch"].format(path=lab.submission), flush=True)

@@ -3,6 +3,10 @@
     grade SUBMISSION... [--out DIR] [--jobs N] [--shard I/N] [--hidden-tests DIR] [--seed N]
     grade --merge DIR... --out DIR          # gradebook and summary of several shards' results
 
+Every submission runs inside a bubblewrap sandbox (labkit.sandbox); where bwrap cannot run, grade
+stops and says how to fix that, and --no-sandbox grades anyway, saying so in every result. A
+submission that breaks the lab's code rule is graded but "withheld for review" (labkit.rules).
+
 A SUBMISSION is a bare lora.py, a directory laid out like the workbook (its lora.py and its notes
 file are taken, nothing else), or a directory of such submissions (a class). With none given, the
 example submissions in tools/grading/examples are graded.
@@ -28,14 +32,15 @@ from labkit.grading import (
     DEFAULT_GRADER_SEED,
     DEFAULT_LIMITS,
     STATUS_LABELS,
+    UNSANDBOXED,
     Grade,
-    Submission,
-    find_submission,
     grade_from_json,
     grade_submission,
 )
 from labkit.labinfo import Lab, load_lab, user_language
 from labkit.overlay import WORKBOOK_ROOT, Limits
+from labkit.sandbox import SandboxUnavailable, probe
+from labkit.submission import Submission, find_submission, holds_lora
 
 EXAMPLES = WORKBOOK_ROOT / "tools" / "grading" / "examples"
 
@@ -52,6 +57,9 @@ _TEXT = {
         "notes": "Notes file",
         "failures": "What to fix",
         "none": "Every test passed.",
+        "withheld": "Withheld for review",
+        "withheld_why": "This submission breaks the lab's code rule (or its test report was tampered with), so its points are not final until an instructor has reviewed it:",
+        "notices": "How it was graded",
     },
     "es": {
         "title": "Retroalimentación: {name}",
@@ -65,6 +73,9 @@ _TEXT = {
         "notes": "Archivo de notas",
         "failures": "Qué corregir",
         "none": "Todos los tests pasan.",
+        "withheld": "Retenida para revisión",
+        "withheld_why": "Esta entrega incumple la regla de código del lab (o su informe de tests fue manipulado), así que sus puntos no son definitivos hasta que un docente la revise:",
+        "notices": "Cómo se calificó",
     },
 }
 
@@ -72,12 +83,11 @@ _TEXT = {
 def collect_submissions(paths: Sequence[Path], lab: Lab) -> list[Submission]:
     found: list[Submission] = []
     for path in paths:
-        submission = find_submission(path, lab)
-        if path.is_dir() and submission.lora is None:  # a class: each entry is a submission
-            entries = [p for p in sorted(path.iterdir()) if p.is_dir() or p.suffix == ".py"]
+        if path.is_dir() and not path.is_symlink() and not holds_lora(path, lab):  # a class: each entry is a submission
+            entries = [p for p in sorted(path.iterdir()) if p.is_dir() or p.suffix == ".py" or p.is_symlink()]
             found += [find_submission(p, lab) for p in entries if not p.name.startswith((".", "_"))]
         else:
-            found.append(submission)
+            found.append(find_submission(path, lab))
     names = Counter(s.name for s in found)
     duplicated = [n for n, c in names.items() if c > 1]
     if duplicated:
@@ -100,6 +110,11 @@ def shard(items: list[Submission], spec: str | None) -> list[Submission]:
 def feedback_markdown(grade: Grade, lang: str) -> str:
     t, lab = _TEXT[lang], load_lab()
     lines = [f"# {t['title'].format(name=grade.name)}", "", t["total"].format(points=grade.points, max=grade.max_points), ""]
+    if grade.withheld:
+        lines += [f"## {t['withheld']}", "", t["withheld_why"], ""]
+        lines += [f"- {violation_line(v, lang)}" for v in grade.violations] + [""]
+    if grade.notices:
+        lines += [f"**{t['notices']}:** " + "; ".join(grade.notices), ""]
     if grade.problem:
         lines += [f"**{t['problem']}:**", "", "```text", grade.problem, "```", ""]
     lines += [f"| {t['block']} | {t['points']} | {t['tests']} | {t['status']} |", "|---|---|---|---|"]
@@ -124,6 +139,12 @@ def feedback_markdown(grade: Grade, lang: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def violation_line(violation: dict[str, object], lang: str) -> str:
+    """One finding of a withheld grade, in the language (a rule's finding starts "line N: ...")."""
+    text: dict[str, str] = violation["text"]  # type: ignore[assignment]
+    return text[lang]
+
+
 def write_results(grades: Sequence[Grade], out: Path, lang: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for grade in grades:
@@ -138,10 +159,13 @@ def write_batch(grades: Sequence[Grade], out: Path) -> None:
     grades = sorted(grades, key=lambda g: g.name)
     with open(out / "gradebook.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["submission", *(f"block_{b.id}" for b in lab.blocks), "typecheck", "notes", "total", "max", "problem"])
+        writer.writerow(["submission", *(f"block_{b.id}" for b in lab.blocks), "typecheck", "notes", "total", "max",
+                         "withheld_for_review", "problem"])  # fmt: skip
         for g in grades:
+            review = "; ".join(violation_line(v, "en") for v in g.violations)
             writer.writerow([g.name, *(f"{b.points:g}" for b in g.blocks), f"{g.typecheck.points:g}",
-                             f"{g.notes.points:g}", f"{g.points:g}", f"{g.max_points:g}", g.problem.split("\n")[0]])  # fmt: skip
+                             f"{g.notes.points:g}", f"{g.points:g}", f"{g.max_points:g}", review[:500],
+                             "; ".join([g.problem.split("\n")[0], *g.notices]).strip("; ")])  # fmt: skip
     (out / "summary.md").write_text(summary_markdown(grades), encoding="utf-8")
 
 
@@ -168,20 +192,28 @@ def summary_markdown(grades: Sequence[Grade]) -> str:
 
 
 def grade_all(
-    submissions: Sequence[Submission], *, jobs: int, seed: int, limits: Limits, time_limit: float, hidden: Path | None
+    submissions: Sequence[Submission],
+    *,
+    jobs: int,
+    seed: int,
+    limits: Limits,
+    time_limit: float,
+    hidden: Path | None,
+    sandbox: bool = True,
 ) -> list[Grade]:
     grades: list[Grade] = []
     with tempfile.TemporaryDirectory(prefix="labkit-mypy-") as cache, ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {
             pool.submit(grade_submission, s, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
-                        mypy_cache=Path(cache)): s  # fmt: skip
+                        mypy_cache=Path(cache), sandbox=sandbox): s  # fmt: skip
             for s in submissions
         }
         for done, future in enumerate(as_completed(futures), 1):
             grade = future.result()
             grades.append(grade)
             bar = "#" * (20 * done // len(futures))
-            print(f"\r[{bar:20}] {done}/{len(futures)}  {grade.name}: {grade.points:g} / {grade.max_points:g}",
+            withheld = " (withheld for review)" if grade.withheld else ""
+            print(f"\r[{bar:20}] {done}/{len(futures)}  {grade.name}: {grade.points:g} / {grade.max_points:g}{withheld}",
                   file=sys.stderr, flush=True)  # fmt: skip
     return sorted(grades, key=lambda g: g.name)
 
@@ -200,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, default=DEFAULT_LIMITS.memory_mb, help="address space per process")
     parser.add_argument("--output-mb", type=int, default=DEFAULT_LIMITS.output_mb, help="output per process")
     parser.add_argument("--lang", choices=["en", "es"], help="language of the feedback (default: from LANG)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="grade without the bubblewrap sandbox (only for submissions you trust)")  # fmt: skip
     args = parser.parse_args(argv)
     lab, lang = load_lab(), user_language(args.lang)
     if args.jobs < 1:
@@ -215,17 +249,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [str(p) for p in args.submissions if not p.exists()]
     if missing:
         parser.error(f"SUBMISSION must exist: {', '.join(missing)}")
+    if args.no_sandbox:
+        print(f"grade: WARNING: {UNSANDBOXED}", file=sys.stderr)
+    else:
+        try:
+            probe()
+        except SandboxUnavailable as exc:
+            print(f"grade: {exc}", file=sys.stderr)
+            return 2
     submissions = shard(collect_submissions(args.submissions or [EXAMPLES], lab), args.shard)
     limits = Limits(args.memory_mb, args.output_mb, args.test_timeout)
     start = time.monotonic()
     grades = grade_all(submissions, jobs=args.jobs, seed=args.seed, limits=limits, time_limit=args.time_limit,
-                       hidden=args.hidden_tests.resolve() if args.hidden_tests else None)  # fmt: skip
+                       hidden=args.hidden_tests.resolve() if args.hidden_tests else None,
+                       sandbox=not args.no_sandbox)  # fmt: skip
     write_results(grades, args.out, lang)
     write_batch(grades, args.out)
     print(f"\ngraded {len(grades)} submissions in {time.monotonic() - start:.1f} s with {args.jobs} job(s)")
     for g in grades:
         print(f"  {g.name:28} {g.points:6g} / {g.max_points:g}  " + " ".join(f"{b.id}:{b.points:g}" for b in g.blocks)
-              + (f"  ({g.problem.splitlines()[0]})" if g.problem else ""))  # fmt: skip
+              + (f"  ({g.problem.splitlines()[0]})" if g.problem else "")
+              + ("  WITHHELD FOR REVIEW" if g.withheld else ""))  # fmt: skip
     print(f"results in {args.out}/ (gradebook.csv, summary.md, <name>/feedback.md)")
     return 0
 

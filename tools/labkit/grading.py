@@ -1,9 +1,14 @@
 """Grade one submission: points per block from the official tests, the type check and the notes.
 
 Everything goes through labkit.overlay: the submission's lora.py (and nothing else of its code) is
-overlaid on a pristine copy, and the graded tests, plus any hidden tests, run there in a separate,
-limited process. A run that crashes or hangs is re-run block by block, so that a block that kills
-its process costs that block only.
+read without being followed (labkit.submission), checked against the lab's code rule without being
+run (labkit.rules), then overlaid on a pristine copy, where the graded tests, plus any hidden tests,
+run in a separate, limited process, inside the sandbox (labkit.sandbox) unless the caller trusts
+the code. Results are judged from outside that process (labkit.report.ReportReader). A test that
+crashes its process or runs over its time limit costs that test only: the run goes on in a fresh
+process with the tests that have not finished, within the submission's one time limit.
+A submission that breaks the code rule, or whose report broke the protocol, is graded all the same
+but "withheld for review": its points are not to be trusted before an instructor has looked.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -22,13 +29,15 @@ from labkit.measure import compare, parse_notes
 from labkit.overlay import (
     GRADED_TESTS,
     Limits,
-    OverlayRun,
     TestOutcome,
+    last_lines,
     overlaid_copy,
     python_path,
     run_limited,
     run_overlay,
 )
+from labkit.rules import check_source
+from labkit.submission import MAX_NOTES_BYTES, MAX_SOURCE_BYTES, Submission, read_text
 from labkit.verify import REFERENCE
 
 HIDDEN_DIR = "tests/hidden"  # where hidden tests go in the overlaid copy
@@ -39,6 +48,12 @@ STATUS_LABELS = {
     "en": {"done": "done", "failing": "failing", "not started": "not started", "crashed": "crashed"},
     "es": {"done": "hecho", "failing": "con fallos", "not started": "sin empezar", "crashed": "se colgó o cayó"},
 }
+HANGS_PER_BLOCK = 2
+HUNG_BLOCK = (
+    f"not run: {HANGS_PER_BLOCK} tests of this block ran over their time limit and had to be stopped from "
+    "outside the test process (the code ignored the timeout), so its other tests were not run"
+)
+UNSANDBOXED = "graded WITHOUT the sandbox (--no-sandbox): the submission could read and change anything the grader can"
 
 
 @dataclass
@@ -80,6 +95,14 @@ class Grade:
     problem: str  # why nothing could be graded ("" when the tests ran)
     seconds: float
     tests: list[TestResult] = field(default_factory=list)
+    #: Why the grade is withheld for review: {"line", "code", "text": {"en", "es"}} per finding.
+    violations: list[dict[str, object]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # how it was graded, when not the usual way
+
+    @property
+    def withheld(self) -> bool:
+        """Broke the lab's code rule or the report protocol: an instructor must review it."""
+        return bool(self.violations)
 
     @property
     def points(self) -> float:
@@ -93,24 +116,6 @@ class Grade:
         data = asdict(self)
         data["points"], data["max_points"] = self.points, self.max_points
         return data
-
-
-@dataclass(frozen=True)
-class Submission:
-    name: str
-    lora: Path | None  # None when the submission has no lora.py at all
-    notes: Path | None
-
-
-def find_submission(path: Path, lab: Lab) -> Submission:
-    """A submission is a bare lora.py, or a directory laid out like the workbook (or holding lora.py)."""
-    path = Path(path)
-    if path.is_file():
-        notes = path.parent / Path(lab.notes_path).name
-        return Submission(path.stem if path.name != "lora.py" else path.parent.name, path, notes if notes.is_file() else None)
-    lora = next((p for p in (path / lab.submission, path / "lora.py") if p.is_file()), None)
-    notes = next((p for p in (path / lab.notes_path, path / Path(lab.notes_path).name) if p.is_file()), None)
-    return Submission(path.name, lora, notes)
 
 
 @cache
@@ -139,15 +144,26 @@ def grade_submission(
     time_limit: float = 300.0,
     hidden: Path | None = None,
     mypy_cache: Path | None = None,
+    sandbox: bool = True,
 ) -> Grade:
+    """Grade one submission; sandbox=False only for code the caller trusts (a student's own check)."""
     lab = load_lab()
     start = time.monotonic()
     expected = expected_tests(hidden)
-    if submission.lora is None:
-        outcomes: dict[str, TestOutcome] = {}
-        problem = f"no lora.py found (looked for {lab.submission} and lora.py)"
-    else:
-        outcomes, problem = _run_tests(submission.lora, expected, seed, limits, time_limit, hidden)
+    source, problem = _source(submission)
+    violations: list[dict[str, object]] = []
+    outcomes: dict[str, TestOutcome] = {}
+    typecheck = ItemGrade(0.0, lab.typecheck.points, False, problem)
+    notes = ItemGrade(0.0, lab.notes.points, False, problem)
+    if source is not None:
+        violations = [asdict(v) for v in check_source(source)]
+        with tempfile.TemporaryDirectory(prefix="labkit-submission-") as tmp:
+            lora = Path(tmp) / "lora.py"
+            lora.write_text(source, encoding="utf-8")
+            outcomes, problem, evidence = _run_tests(lora, expected, seed, limits, time_limit, hidden, sandbox)
+            violations += [{"line": 0, "code": "report", "text": _evidence_text(e)} for e in evidence]
+            any_passed = any(o.outcome == "passed" for o in outcomes.values())
+            typecheck, notes = _typecheck_and_notes(lora, submission.notes, lab, limits, mypy_cache, any_passed, sandbox)
     tests = [
         TestResult(
             nodeid.rpartition("::")[2],
@@ -158,13 +174,26 @@ def grade_submission(
         for nodeid, _ in expected
     ]
     blocks = [_block_grade(block, expected, tests) for block in lab.blocks]
+    notices = [] if sandbox else [UNSANDBOXED]
+    return Grade(submission.name, blocks, typecheck, notes, problem, round(time.monotonic() - start, 1), tests,
+                 violations, notices)  # fmt: skip
+
+
+def _source(submission: Submission) -> tuple[str | None, str]:
+    """The submission's lora.py as text, or the problem that stops its grading."""
+    if submission.problem:
+        return None, submission.problem
     if submission.lora is None:
-        typecheck = ItemGrade(0.0, lab.typecheck.points, False, problem)
-        notes = ItemGrade(0.0, lab.notes.points, False, problem)
-    else:
-        any_passed = any(t.outcome == "passed" for t in tests)
-        typecheck, notes = _typecheck_and_notes(submission, lab, limits, mypy_cache, any_passed)
-    return Grade(submission.name, blocks, typecheck, notes, problem, round(time.monotonic() - start, 1), tests)
+        lab = load_lab()
+        return None, f"no lora.py found (looked for {lab.submission} and lora.py)"
+    return read_text(submission.lora, MAX_SOURCE_BYTES, "lora.py")
+
+
+def _evidence_text(evidence: str) -> dict[str, str]:
+    return {
+        "en": f"the test process's report broke the grader's protocol ({evidence}): did the submission write it?",
+        "es": f"el informe del proceso de tests rompió el protocolo del corrector ({evidence}): ¿lo escribió la entrega?",
+    }
 
 
 def _run_tests(
@@ -174,55 +203,46 @@ def _run_tests(
     limits: Limits,
     time_limit: float,
     hidden: Path | None,
-) -> tuple[dict[str, TestOutcome], str]:
-    """Outcomes by nodeid, and the reason nothing ran ("" if tests ran)."""
+    sandbox: bool,
+) -> tuple[dict[str, TestOutcome], str, list[str]]:
+    """Outcomes by nodeid, the reason nothing ran ("" if tests ran), and evidence of tampering.
+
+    A run stopped by a crash or a hang is followed by a run of the tests that have not finished,
+    the one that was running counted as failed, until every test has a result or the time is up.
+    A block with a test that had to be stopped from outside (it ignored the in-process timeout)
+    goes last, and after HANGS_PER_BLOCK such tests its others are not run: a submission that
+    hangs that way costs its time limit once, not once per test.
+    """
     deadline = time.monotonic() + time_limit
     env = {"MINITUNER_SEED": str(seed)}
-    run = run_overlay(lora, tests=_test_paths(hidden), env=env, timeout=time_limit, limits=limits, extra=_extra(hidden))
-    outcomes = {o.nodeid: o for o in run.outcomes}
-    collection = [o for o in run.outcomes if o.exc_type == "CollectionError"]
-    if collection:
-        return {}, "the submission could not be imported:\n" + _last_lines(collection[0].message)
-    if not any(nodeid in outcomes for nodeid, _ in expected):
-        return {}, (
-            f"the test process ended (exit status {run.returncode}) before running any test: the submission "
-            "probably exits, or kills its process, when it is imported\n" + _last_lines(run.output)
-        ).rstrip()
-    # A crash or a hang stops the run: re-run each unfinished block on its own.
-    unfinished = sorted({m for nodeid, m in expected if _unfinished(outcomes.get(nodeid))})
-    for i, marker in enumerate(unfinished):
-        remaining = deadline - time.monotonic()
-        if remaining <= 5:
-            break
-        rerun = run_overlay(
-            lora, tests=_test_paths(hidden), pytest_args=["-m", marker], env=env,
-            timeout=remaining / (len(unfinished) - i), limits=limits, extra=_extra(hidden),
-        )  # fmt: skip
-        for o in rerun.outcomes:
-            if _unfinished(outcomes.get(o.nodeid)):
-                outcomes[o.nodeid] = _explain(o, rerun)
-    for nodeid, outcome in list(outcomes.items()):
-        if outcome.outcome == "not run":
-            outcomes[nodeid] = _explain(outcome, run)
-    return outcomes, ""
-
-
-def _unfinished(outcome: TestOutcome | None) -> bool:
-    return outcome is None or outcome.outcome == "not run"
-
-
-def _explain(outcome: TestOutcome, run: OverlayRun) -> TestOutcome:
-    if outcome.outcome != "not run":
-        return outcome
-    why = "the test process was stopped at the time limit" if run.returncode is None else (
-        f"the test process died (exit status {run.returncode})"
-    )
-    message = f"{why} while running this test or its block:\n{_last_lines(run.output)}"
-    return TestOutcome(outcome.nodeid, outcome.blocks, "not run", "Crash", message)
-
-
-def _last_lines(text: str, n: int = 8) -> str:
-    return "\n".join(line[:300] for line in text.strip().splitlines()[-n:])
+    block_of = dict(expected)
+    outcomes: dict[str, TestOutcome] = {}
+    evidence: list[str] = []
+    hangs: Counter[str] = Counter()
+    while (remaining := deadline - time.monotonic()) > 1:
+        pending = [nodeid for nodeid in block_of if nodeid not in outcomes]
+        now = [nodeid for nodeid in pending if not hangs[block_of[nodeid]]] or pending
+        skip = [arg for nodeid in block_of if nodeid not in now for arg in ("--deselect", nodeid)]
+        run = run_overlay(lora, tests=_test_paths(hidden), pytest_args=skip, env=env, timeout=remaining,
+                          limits=limits, extra=_extra(hidden), sandbox=sandbox)  # fmt: skip
+        evidence += run.evidence
+        collection = [o for o in run.outcomes if o.exc_type == "CollectionError"]
+        if collection:
+            return {}, "the submission could not be imported:\n" + last_lines(collection[0].message), evidence
+        if not outcomes and not any(o.nodeid in block_of for o in run.outcomes):
+            return {}, (
+                f"the test process ended (exit status {run.returncode}) before running any test: the submission "
+                "probably exits, or kills its process, when it is imported\n" + last_lines(run.output)
+            ).rstrip(), evidence
+        finished = {o.nodeid: o for o in run.outcomes if o.nodeid in block_of and (o.outcome != "not run" or o.exc_type)}
+        outcomes.update(finished)
+        hangs.update(block_of[o.nodeid] for o in finished.values() if o.exc_type == "Timeout")
+        for nodeid in pending:
+            if nodeid not in outcomes and hangs[block_of[nodeid]] >= HANGS_PER_BLOCK:
+                outcomes[nodeid] = TestOutcome(nodeid, (block_of[nodeid],), "not run", "Timeout", HUNG_BLOCK)
+        if not finished or all(nodeid in outcomes for nodeid in block_of):
+            break  # every test has its result, or the run made no progress
+    return outcomes, "", evidence
 
 
 def _block_grade(block: Block, expected: Sequence[tuple[str, str]], tests: list[TestResult]) -> BlockGrade:
@@ -242,29 +262,38 @@ def _block_grade(block: Block, expected: Sequence[tuple[str, str]], tests: list[
 
 
 def _typecheck_and_notes(
-    submission: Submission, lab: Lab, limits: Limits, mypy_cache: Path | None, any_passed: bool
+    lora: Path,
+    notes_path: Path | None,
+    lab: Lab,
+    limits: Limits,
+    mypy_cache: Path | None,
+    any_passed: bool,
+    sandbox: bool,
 ) -> tuple[ItemGrade, ItemGrade]:
-    assert submission.lora is not None
-    with overlaid_copy(submission.lora) as workdir:
-        env = {**os.environ, "PYTHONPATH": python_path(workdir), "PYTHONDONTWRITEBYTECODE": "1"}
+    with overlaid_copy(lora) as workdir:
+        env = {"PYTHONPATH": python_path(workdir), "PYTHONDONTWRITEBYTECODE": "1"}
+        env = env if sandbox else {**os.environ, **env}
         cache_args = ["--cache-dir", str(mypy_cache)] if mypy_cache else []
+        writable = ([mypy_cache] if mypy_cache else []) if sandbox else None
         command = [sys.executable, "-m", *lab.typecheck_command, *cache_args, lab.submission]
-        code, output = run_limited(command, cwd=workdir, env=env, timeout=240, limits=_no_test_timeout(limits))
+        code, output = run_limited(command, cwd=workdir, env=env, timeout=240, limits=_no_test_timeout(limits),
+                                   sandbox=writable)  # fmt: skip
         # Typed stubs pass mypy: the type check counts only once some graded test passes.
         ok = code == 0 and any_passed
         if code == 0 and not any_passed:
             output = "mypy --strict passes, but no graded test does yet: the type check counts from the first one"
-        typecheck = ItemGrade(lab.typecheck.points if ok else 0.0, lab.typecheck.points, ok, _last_lines(output, 20))
-        if submission.notes is None:
+        typecheck = ItemGrade(lab.typecheck.points if ok else 0.0, lab.typecheck.points, ok, last_lines(output, 20))
+        if notes_path is None:
             return typecheck, ItemGrade(0.0, lab.notes.points, False, f"no notes file ({lab.notes_path})")
-        code, output = run_limited(
-            [sys.executable, "-m", "labkit.measure"], cwd=workdir, env=env, timeout=120, limits=_no_test_timeout(limits)
-        )
+        text, problem = read_text(notes_path, MAX_NOTES_BYTES, "the notes file")
+        if text is None:
+            return typecheck, ItemGrade(0.0, lab.notes.points, False, problem)
+        code, output = run_limited([sys.executable, "-m", "labkit.measure"], cwd=workdir, env=env, timeout=120,
+                                   limits=_no_test_timeout(limits), sandbox=[] if sandbox else None)  # fmt: skip
     try:
         measured = json.loads(output.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
-        measured = {key: f"measuring crashed: {_last_lines(output, 3)}" for key in lab.notes_keys}
-    text = submission.notes.read_text(encoding="utf-8", errors="replace")[:100_000]
+        measured = {key: f"measuring crashed: {last_lines(output, 3)}" for key in lab.notes_keys}
     problems = compare(parse_notes(text, lab.notes_keys), measured, lab.notes_keys)
     good = sum(not p for p in problems.values())
     detail = "\n".join(f"{k}: {p or 'ok'}" for k, p in problems.items())
@@ -291,4 +320,6 @@ def grade_from_json(data: Mapping[str, object]) -> Grade:
         problem=str(d["problem"]),
         seconds=float(d["seconds"]),  # type: ignore[arg-type]
         tests=[TestResult(**t) for t in d["tests"]],  # type: ignore[attr-defined]
+        violations=list(d.get("violations", [])),  # type: ignore[call-overload]
+        notices=list(d.get("notices", [])),  # type: ignore[call-overload]
     )

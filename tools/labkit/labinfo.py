@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from labkit.overlay import WORKBOOK_ROOT
 from labkit.tomlread import read_toml
@@ -38,6 +39,20 @@ class Extra:
 
 
 @dataclass(frozen=True)
+class Rules:
+    """The lab's code rule, checked statically by labkit.rules (lab.toml's [rules] explains each list)."""
+
+    imports: frozenset[str]  # the modules a submission may import
+    builtins: frozenset[str]  # built-in functions it may not use
+    dunders: frozenset[str]  # the only dunder names it may use
+    attributes: frozenset[str]  # attribute names it may not use
+    base_classes: frozenset[str]  # classes it may not derive from
+    numpy_only_block: str  # the block whose functions use numpy only ("E")
+    numpy_only_functions: tuple[str, ...]
+    numpy_only_modules: frozenset[str]  # what those functions may not use ("torch")
+
+
+@dataclass(frozen=True)
 class Lab:
     id: str
     title: dict[str, str]
@@ -49,6 +64,7 @@ class Lab:
     notes: Extra
     notes_path: str
     notes_keys: tuple[str, ...]
+    rules: Rules
 
     @property
     def total_points(self) -> float:
@@ -85,6 +101,23 @@ def load_lab(path: Path = LAB_FILE) -> Lab:
         notes=Extra(float(notes["points"]), notes["title"]),
         notes_path=notes["path"],
         notes_keys=tuple(notes["keys"]),
+        rules=_load_rules(data["rules"], path, blocks),
+    )
+
+
+def _load_rules(data: dict[str, Any], path: Path, blocks: tuple[Block, ...]) -> Rules:
+    numpy_only = data["numpy_only"]
+    if numpy_only["block"] not in {b.id for b in blocks}:
+        raise ValueError(f"{path}: [rules.numpy_only] names block {numpy_only['block']!r}, not a block")
+    return Rules(
+        imports=frozenset(data["imports"]),
+        builtins=frozenset(data["builtins"]),
+        dunders=frozenset(data["dunders"]),
+        attributes=frozenset(data["attributes"]),
+        base_classes=frozenset(data["base_classes"]),
+        numpy_only_block=numpy_only["block"],
+        numpy_only_functions=tuple(numpy_only["functions"]),
+        numpy_only_modules=frozenset(numpy_only["modules"]),
     )
 
 

@@ -16,6 +16,7 @@ The first code cell that calls into lora.py is tagged FIRST_CALL_TAG: with the s
 from __future__ import annotations
 
 import argparse
+import configparser
 import importlib.util
 import os
 import re
@@ -172,14 +173,31 @@ def execute(source: NotebookSource, workdir: Path) -> dict[str, nbformat.Noteboo
     return notebooks
 
 
+def sanitizers() -> list[tuple[re.Pattern[str], str]]:
+    """nbval's sanitizers (labs/nbval-sanitize.cfg): output that may differ between machines."""
+    config = configparser.ConfigParser()
+    config.read(WORKBOOK_ROOT / SANITIZE, encoding="utf-8")
+    return [(re.compile(config[name]["regex"]), config[name]["replace"]) for name in config.sections()]
+
+
+def _sanitized(text: Any, rules: Sequence[tuple[re.Pattern[str], str]]) -> Any:
+    if not isinstance(text, str):
+        return text
+    for pattern, replacement in rules:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def comparable(nb: nbformat.NotebookNode) -> list[Any]:
-    """What must not change between two builds: sources and outputs, images left out."""
+    """What must not change between two builds: sources and outputs, images left out, sanitized
+    as nbval sanitizes them (float rounding noise depends on the CPU's kernels)."""
+    rules = sanitizers()
     cells = []
     for cell in nb.cells:
         outputs = []
         for output in cell.get("outputs", []):
-            data = {k: v for k, v in output.get("data", {}).items() if not k.startswith("image/")}
-            outputs.append((output.get("output_type"), output.get("text"), data,
+            data = {k: _sanitized(v, rules) for k, v in output.get("data", {}).items() if not k.startswith("image/")}
+            outputs.append((output.get("output_type"), _sanitized(output.get("text"), rules), data,
                             output.get("ename"), output.get("evalue")))  # fmt: skip
         cells.append((cell.cell_type, cell.source, cell.metadata.get("tags"), outputs))
     return cells

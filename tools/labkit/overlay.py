@@ -4,7 +4,9 @@ A pristine copy of the workbook (its packaging, conftest.py, src/minituner, test
 notebooks in labs/) is made in a temporary directory, the candidate replaces src/minituner/lora.py
 there, and pytest runs the graded tests (or, for labkit.notebooks, nbval) in a fresh process.
 Nothing else of the candidate's is used: not its tests, not its conftest.
-The reference solution, the student stubs, the bug zoo and students' submissions all go through here.
+The reference solution, the student stubs, the bug zoo and students' submissions all go through here;
+students' submissions run inside the sandbox (labkit.sandbox), and every run is judged from outside
+its process (labkit.report.ReportReader).
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.report import REPORT_ENV, read_records
+from labkit.report import REPORT_ENV, ReportReader
+from labkit.sandbox import sandboxed
 
 WORKBOOK_ROOT = Path(__file__).resolve().parents[2]
 #: What a pristine copy holds, relative to the workbook root.
@@ -54,8 +58,10 @@ class OverlayRun:
 
     candidate: Path
     outcomes: tuple[TestOutcome, ...]
-    returncode: int | None  # None when the run was stopped by the timeout; < 0 when killed by a signal
+    returncode: int | None  # None when the run was stopped from outside; < 0 when killed by a signal
     output: str  # the tail of pytest's stdout and stderr
+    evidence: tuple[str, ...] = ()  # report lines that broke the protocol: signs of tampering
+    lingered: bool = False  # the process outlived its session and was stopped
 
     @property
     def passed(self) -> list[TestOutcome]:
@@ -108,7 +114,17 @@ class Limits:
 
     memory_mb: int | None = None  # address space (RLIMIT_AS)
     output_mb: int | None = None  # size of any file it writes, its captured output included
-    test_timeout_s: float | None = None  # per test (pytest-timeout)
+    test_timeout_s: float | None = None  # per test: pytest-timeout inside, the same plus a grace outside
+
+
+#: Seconds a test may run past its limit before the process is stopped from outside (pytest-timeout,
+#: inside, gets the first chance to stop it with a traceback), and seconds the process may live on
+#: after its session ended (a thread or child of the submission keeping it alive).
+OUTSIDE_GRACE_S = 5.0
+LINGER_S = 3.0
+POLL_S = 0.1
+#: The variables a sandboxed run inherits from the grader's environment; nothing else (no tokens).
+SANDBOX_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def _limit_resources(limits: Limits) -> Callable[[], None]:
@@ -124,22 +140,45 @@ def _limit_resources(limits: Limits) -> Callable[[], None]:
 
 
 def run_limited(
-    command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float, limits: Limits = Limits()
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    limits: Limits = Limits(),
+    sandbox: Sequence[Path] | None = None,
+    watch: Callable[[], str | None] | None = None,
 ) -> tuple[int | None, str]:
-    """Run command in its own process group under limits; (returncode or None on timeout, output tail).
+    """Run command in its own session under limits; (returncode or None when stopped, output tail).
 
-    Output goes to a file (never to memory), capped by limits.output_mb; on timeout the whole group
-    is killed, so a submission's child processes do not outlive it.
+    sandbox, when given, runs it inside bubblewrap (labkit.sandbox) with cwd and those paths as the
+    only writable ones, and an environment of env plus a few harmless variables of the grader's.
+    watch is called as the process runs; a non-empty answer stops it, and is added to the output.
+    Output goes to a file (never to memory), capped by limits.output_mb; when the process ends or
+    is stopped, its whole process group is killed, so its children do not outlive it (inside the
+    sandbox, every process it started dies with it, whatever session it made).
     """
+    run_env = dict(env)
+    if sandbox is not None:
+        command = sandboxed(command, workdir=cwd, writable=sandbox)
+        keep = {k: os.environ[k] for k in SANDBOX_ENV_KEEP if k in os.environ}
+        run_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", **keep, **env}
+    reason = ""
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
-            command, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            command, cwd=cwd, env=run_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_limit_resources(limits),
         )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        returncode: int | None = None
         try:
-            returncode: int | None = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            returncode = None
+            while (returncode := proc.poll()) is None:
+                reason = (watch() if watch else None) or ""
+                if not reason and time.monotonic() > deadline:
+                    reason = f"stopped after {timeout:g} s"
+                if reason:
+                    break
+                time.sleep(POLL_S)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -147,11 +186,11 @@ def run_limited(
         size = out.seek(0, os.SEEK_END)
         out.seek(max(0, size - OUTPUT_TAIL))
         output = out.read().decode("utf-8", errors="replace")
-    if returncode is None:
-        output += f"\n[stopped after {timeout:g} s]"
-    elif returncode < 0:
+    if reason:
+        output += f"\n[{reason}]"
+    elif returncode is not None and returncode < 0:
         output += f"\n[killed by signal {signal.Signals(-returncode).name}]"
-    return returncode, output
+    return (None if reason else returncode), output
 
 
 def python_path(workdir: Path) -> str:
@@ -169,6 +208,29 @@ def _unused_plugins_off(pytest_args: Sequence[str]) -> list[str]:
             for arg in ("-p", f"no:{name}")]  # fmt: skip
 
 
+class _Watch:
+    """Judges a run from outside its process: per-test time limit, end of the session."""
+
+    def __init__(self, reader: ReportReader, test_timeout_s: float | None) -> None:
+        self.reader = reader
+        self.limit = None if test_timeout_s is None else test_timeout_s + OUTSIDE_GRACE_S
+        self.stopped: str | None = None  # the test stopped at its time limit
+        self.lingered = False
+
+    def __call__(self) -> str | None:
+        self.reader.poll()
+        running = self.reader.running()
+        now = time.monotonic()
+        if self.limit is not None and running is not None and now - running[1] > self.limit:
+            self.stopped = running[0]
+            return f"{running[0]} ran over {self.limit:g} s and was stopped from outside the test process"
+        ended = self.reader.ended()
+        if ended is not None and now - ended > LINGER_S:
+            self.lingered = True
+            return f"the test process lived on {LINGER_S:g} s after its tests ended, and was stopped"
+        return None
+
+
 def run_overlay(
     candidate: Path,
     *,
@@ -178,33 +240,68 @@ def run_overlay(
     timeout: float = 600.0,
     limits: Limits = Limits(),
     extra: Mapping[str, Path] | None = None,
+    sandbox: bool = False,
 ) -> OverlayRun:
     """Run the graded tests (or other tests of the copy) with candidate as src/minituner/lora.py.
 
     tests are the paths pytest collects, relative to the copy; pytest_args are added to its
     command line (for example ["-m", "block_a"]); env adds environment variables (for example
     MINITUNER_SEED); timeout bounds the whole run, limits each test and the process; extra adds
-    files to the copy (see overlaid_copy).
+    files to the copy (see overlaid_copy); sandbox runs it inside bubblewrap (submitted code).
+    The report is read from outside as the run goes (labkit.report.ReportReader): a test over its
+    time limit is stopped even if it ignores signals, and a process that outlives its session is
+    ended.
     """
     with overlaid_copy(candidate, extra) as workdir:
-        report = workdir.parent / "report.jsonl"
+        report_dir = workdir.parent / "report"
+        report_dir.mkdir()
+        reader = ReportReader(report_dir / "report.jsonl")
         timeout_args = [] if limits.test_timeout_s is None else [f"--timeout={limits.test_timeout_s:g}"]
         command = [
             sys.executable, "-m", "pytest", *tests, "-q", "--tb=short",
             "-p", "labkit.report", "-p", "no:cacheprovider", *_unused_plugins_off(pytest_args),
             "--rootdir", str(workdir), *timeout_args, *pytest_args,
         ]  # fmt: skip
+        base_env = {} if sandbox else os.environ
         run_env = {
-            **os.environ,
+            **base_env,
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONPATH": python_path(workdir),
             **(env or {}),
-            REPORT_ENV: str(report),
+            REPORT_ENV: str(reader.path),
         }
-        returncode, output = run_limited(command, cwd=workdir, env=run_env, timeout=timeout, limits=limits)
-        records = read_records(report)
-    outcomes = tuple(
-        TestOutcome(r["nodeid"], tuple(r["blocks"]), r["outcome"], r["exc_type"], r["message"])
-        for r in records
-    )
-    return OverlayRun(candidate, outcomes, returncode, output)
+        watch = _Watch(reader, limits.test_timeout_s)
+        returncode, output = run_limited(
+            command, cwd=workdir, env=run_env, timeout=timeout, limits=limits,
+            sandbox=[report_dir] if sandbox else None, watch=watch,
+        )  # fmt: skip
+        reader.poll()
+    return _overlay_run(candidate, reader, watch, returncode, output)
+
+
+def _overlay_run(candidate: Path, reader: ReportReader, watch: _Watch, returncode: int | None, output: str) -> OverlayRun:
+    results = reader.results()
+    running = reader.running()
+    outcomes = [
+        TestOutcome(e["nodeid"], (), "error", "CollectionError", e["message"]) for e in reader.collect_errors
+    ]
+    for nodeid, blocks in reader.tests().items():
+        if nodeid in results:
+            r = results[nodeid]
+            outcomes.append(TestOutcome(nodeid, tuple(blocks), r["outcome"], r["exc_type"], r["message"]))
+        elif nodeid == watch.stopped:
+            message = (f"Timeout: the test ran over its time limit and was stopped from outside the test process "
+                       f"(an endless loop, or a wait that ignores signals?)\n{last_lines(output)}")  # fmt: skip
+            outcomes.append(TestOutcome(nodeid, tuple(blocks), "failed", "Timeout", message))
+        elif running is not None and nodeid == running[0]:
+            why = "stopped at the time limit" if returncode is None else f"died (exit status {returncode})"
+            message = f"the test process {why} while running this test:\n{last_lines(output)}"
+            outcomes.append(TestOutcome(nodeid, tuple(blocks), "not run", "Crash", message))
+        else:
+            outcomes.append(TestOutcome(nodeid, tuple(blocks), "not run", None, "the test did not run"))
+    return OverlayRun(candidate, tuple(outcomes), returncode, output, tuple(reader.evidence), watch.lingered)
+
+
+def last_lines(text: str, n: int = 8) -> str:
+    """The last n lines of text, each cut at 300 characters."""
+    return "\n".join(line[:300] for line in text.strip().splitlines()[-n:])

@@ -1,15 +1,21 @@
-"""A pytest plugin that writes each test's outcome as JSON lines, for labkit.overlay.
+"""The pytest plugin that reports each graded test, and the reader that judges its report from outside.
 
-Enabled with `-p labkit.report`; the file named by the LABKIT_REPORT environment variable receives
-one {"nodeid", "blocks", "outcome", "exc_type", "message"} line per test phase, written as soon as
-the phase ends, so a run that crashes or is killed keeps what it had done (the last line of a test
-wins; under pytest-xdist each worker writes its own file, named with the worker id appended).
-A module that cannot be collected (a submission that does not import) gives an "error" line whose
-nodeid is the module's path.
+Enabled with `-p labkit.report`, the plugin appends JSON lines to the file named by LABKIT_REPORT
+(under pytest-xdist each worker writes its own file, the worker id appended), as the run goes:
 
-The plugin also checks, after every test, that the functions the tests judge with (torch.allclose,
-torch.equal, numpy's and pytest's comparisons) are still the ones that were there before the
-submission was imported; a test that ran with a replaced one is an "error" that says so.
+    {"kind": "collected", "tests": [{"nodeid": ..., "blocks": [...]}, ...]}   once, after collection
+    {"kind": "start", "nodeid": ...}                                          as a test begins
+    {"kind": "result", "nodeid", "blocks", "outcome", "exc_type", "message"}  once, as it ends
+    {"kind": "collect_error", "nodeid", "message"}                            a module did not import
+    {"kind": "end"}                                                           the session is over
+
+The plugin runs in the same process as the submission, which could write lines of its own. So the
+grader never trusts the file as a whole: `ReportReader` follows it from outside while the run goes
+and accepts a line only where the protocol allows it (one result per collected test, for the test
+that started last, before the end; nothing rewritten). Whatever breaks the protocol is kept as
+evidence of tampering. The plugin also checks, after every test, that the functions the tests judge
+with are the ones that were there before the submission was imported and that no pytest plugin was
+registered since collection began; a test that ran otherwise is an "error" that says so.
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -27,9 +36,8 @@ REPORT_ENV = "LABKIT_REPORT"
 MAX_MESSAGE = 4000  # characters kept of a failure message
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
-_records: dict[str, dict[str, Any]] = {}
 
-
+# ----------------------------------------------------------------------------- the plugin
 def _judges() -> dict[str, object]:
     import numpy as np
     import numpy.testing
@@ -53,11 +61,24 @@ def _judges() -> dict[str, object]:
 
 
 _ORIGINAL_JUDGES = _judges()
+_config: list[pytest.Config] = []  # the run's Config, once configured
+_plugins_before: list[object] = []  # the plugins registered when collection began
+_records: dict[str, dict[str, Any]] = {}
 
 
 def _tampered() -> list[str]:
     current = _judges()
-    return [name for name, original in _ORIGINAL_JUDGES.items() if current[name] is not original]
+    found = [name for name, original in _ORIGINAL_JUDGES.items() if current[name] is not original]
+    if _config and _plugins_before:
+        root = _config[0].rootpath
+        added = [p for p in _config[0].pluginmanager.get_plugins() if p not in _plugins_before and not _is_conftest(p, root)]
+        found += [f"pytest's plugins (a plugin {type(p).__name__} was registered during the tests)" for p in added[:1]]
+    return found
+
+
+def _is_conftest(plugin: object, root: Path) -> bool:
+    path = getattr(plugin, "__file__", None) if isinstance(plugin, ModuleType) else None
+    return path is not None and Path(path).name == "conftest.py" and Path(path).is_relative_to(root)
 
 
 def _write(record: dict[str, Any]) -> None:
@@ -69,21 +90,32 @@ def _write(record: dict[str, Any]) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    _config.append(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    _plugins_before.extend(session.config.pluginmanager.get_plugins())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    _write({"kind": "start", "nodeid": item.nodeid})
+    _records[item.nodeid] = {"kind": "result", "nodeid": item.nodeid, "blocks": _blocks(item),
+                             "outcome": "passed", "exc_type": None, "message": ""}  # fmt: skip
+    try:
+        return (yield)
+    finally:
+        _write(_records[item.nodeid])
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    record = _records.setdefault(
-        item.nodeid,
-        {
-            "nodeid": item.nodeid,
-            "blocks": _blocks(item),
-            "outcome": "passed",
-            "exc_type": None,
-            "message": "",
-        },
-    )
+    record = _records[item.nodeid]
     # The first phase that does not pass decides: a setup or teardown failure is an "error".
     if record["outcome"] == "passed" and report.outcome != "passed":
         if report.outcome == "skipped":
@@ -94,13 +126,12 @@ def pytest_runtest_makereport(
             record["exc_type"] = call.excinfo.typename
             record["message"] = _message(call.excinfo.value)[:MAX_MESSAGE]
     tampered = _tampered()
-    if tampered and record["outcome"] != "error":
+    if tampered and record["exc_type"] != "Tampering":
         record["outcome"], record["exc_type"] = "error", "Tampering"
         record["message"] = (
             "the submission replaced " + ", ".join(tampered) + ", which the tests use to judge it; "
             "results obtained that way do not count"
         )
-    _write(record)
     return report
 
 
@@ -116,34 +147,111 @@ def _message(exc: BaseException) -> str:
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     if report.failed:
         text = ANSI_ESCAPE.sub("", str(report.longrepr))
-        _write({"nodeid": report.nodeid, "blocks": [], "outcome": "error", "exc_type": "CollectionError",
-                "message": text[-MAX_MESSAGE:]})  # fmt: skip
+        _write({"kind": "collect_error", "nodeid": report.nodeid, "message": text[-MAX_MESSAGE:]})
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    # Every collected test starts as "not run": one that never finishes (its process crashed or
-    # was killed) keeps that outcome.
-    for item in session.items:
-        _write({"nodeid": item.nodeid, "blocks": _blocks(item), "outcome": "not run", "exc_type": None,
-                "message": "the test did not finish: its process crashed or was stopped"})  # fmt: skip
+    _write({"kind": "collected", "tests": [{"nodeid": item.nodeid, "blocks": _blocks(item)} for item in session.items]})
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _write({"kind": "end"})
 
 
 def _blocks(item: pytest.Item) -> list[str]:
     return sorted(m.name for m in item.iter_markers() if m.name.startswith("block_"))
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of a run (all worker files), the last line of each test winning, in test order."""
-    records: dict[str, dict[str, Any]] = {}
-    for part in sorted(path.parent.glob(path.name + "*")):
-        for line in part.read_text(encoding="utf-8", errors="replace").splitlines():
+# ----------------------------------------------------------------------------- the reader
+@dataclass
+class _Stream:
+    """What one report file (one process) said so far, under the protocol."""
+
+    tests: dict[str, list[str]] = field(default_factory=dict)  # collected: nodeid -> blocks
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    collected: bool = False
+    running: str | None = None
+    started: float = 0.0
+    ended: float | None = None
+    offset: int = 0
+    pending: bytes = b""
+
+
+class ReportReader:
+    """Follows a run's report file(s) from outside the test process, line by line, as they grow."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.streams: dict[Path, _Stream] = {}
+        self.evidence: list[str] = []  # lines that broke the protocol: signs of tampering
+        self.collect_errors: list[dict[str, Any]] = []
+
+    def poll(self) -> None:
+        """Read what the files gained since the last poll."""
+        for part in sorted(self.path.parent.glob(self.path.name + "*")):
+            stream = self.streams.setdefault(part, _Stream())
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a killed process
-            # Under xdist every worker collects every test but runs only some: a "not run" line
-            # never replaces a result.
-            known = records.get(record["nodeid"])
-            if known is None or known["outcome"] == "not run" or record["outcome"] != "not run":
-                records[record["nodeid"]] = record
-    return list(records.values())
+                with open(part, "rb") as fh:
+                    size = fh.seek(0, os.SEEK_END)
+                    if size < stream.offset:
+                        self._evidence(f"{part.name} shrank from {stream.offset} to {size} bytes")
+                        stream.offset = size
+                    fh.seek(stream.offset)
+                    data = stream.pending + fh.read()
+                    stream.offset = fh.tell()
+            except OSError:
+                continue
+            *lines, stream.pending = data.split(b"\n")
+            for line in lines:
+                self._take(stream, line)
+
+    def _evidence(self, text: str) -> None:
+        if len(self.evidence) < 20:
+            self.evidence.append(text)
+
+    def _take(self, stream: _Stream, line: bytes) -> None:
+        try:
+            record = json.loads(line)
+            kind = record["kind"]
+        except (ValueError, TypeError, KeyError):
+            self._evidence(f"a line that is not a report record: {line[:120]!r}")
+            return
+        if stream.ended is not None:
+            self._evidence(f"a {kind!r} record written after the run ended")
+        elif kind == "collect_error" and not stream.collected:
+            self.collect_errors.append(record)
+        elif kind == "collected" and not stream.collected:
+            stream.collected = True
+            stream.tests = {t["nodeid"]: list(t["blocks"]) for t in record["tests"]}
+        elif kind == "start" and stream.running is None and record.get("nodeid") in stream.tests and record["nodeid"] not in stream.results:
+            stream.running, stream.started = record["nodeid"], time.monotonic()
+        elif kind == "result" and record.get("nodeid") == stream.running and stream.running is not None:
+            stream.results[stream.running] = {**record, "blocks": stream.tests[stream.running]}
+            stream.running = None
+        elif kind == "end":
+            stream.ended = time.monotonic()
+        else:
+            self._evidence(f"a {kind!r} record out of place (for {str(record.get('nodeid'))[:100]!r})")
+
+    def running(self) -> tuple[str, float] | None:
+        """The test that has been running longest, and since when (time.monotonic)."""
+        running = [(s.running, s.started) for s in self.streams.values() if s.running is not None]
+        return min(running, key=lambda r: r[1]) if running else None
+
+    def ended(self) -> float | None:
+        """When the run ended (the main process's end record), or None."""
+        main = self.streams.get(self.path)
+        return main.ended if main is not None else None
+
+    def tests(self) -> dict[str, list[str]]:
+        """Every collected test (nodeid -> blocks), in collection order."""
+        tests: dict[str, list[str]] = {}
+        for stream in self.streams.values():
+            tests.update(stream.tests)
+        return tests
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        results: dict[str, dict[str, Any]] = {}
+        for stream in self.streams.values():
+            results.update(stream.results)
+        return results

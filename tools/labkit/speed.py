@@ -71,8 +71,9 @@ def _site() -> None:
 
 def _grade_one() -> None:
     from labkit.grade import EXAMPLES
-    from labkit.grading import find_submission, grade_submission
+    from labkit.grading import grade_submission
     from labkit.labinfo import load_lab
+    from labkit.submission import find_submission
 
     # The complete example: the reference's code and a notes file, as a finished student hands in.
     grade = grade_submission(find_submission(EXAMPLES / "complete", load_lab()))

@@ -40,7 +40,10 @@ class ZooError(Exception):
 
 @dataclass(frozen=True)
 class Bug:
-    """One classic mistake: id, block (A-E), description (en, es), keyword, text edits."""
+    """One classic mistake: id, block (A-E), description (en, es), keyword, text edits.
+
+    withheld: the mistake also breaks the lab's code rule (labkit.rules), so grading withholds it.
+    """
 
     id: str
     block: str
@@ -48,6 +51,7 @@ class Bug:
     mistake_es: str
     keyword: str
     edits: tuple[tuple[str, str], ...]
+    withheld: bool = False
 
     def apply(self, reference: str) -> str:
         """The reference source with this bug's edits applied; each must match exactly once."""
@@ -82,7 +86,7 @@ def load_bugs(path: Path = ZOO_FILE) -> list[Bug]:
         try:
             edits = tuple((e["old"], e["new"]) for e in entry["edit"])
             bug = Bug(entry["id"], entry["block"], entry["mistake"], entry["mistake_es"],
-                      entry["keyword"], edits)  # fmt: skip
+                      entry["keyword"], edits, bool(entry.get("withheld", False)))  # fmt: skip
         except KeyError as exc:
             raise ZooError(f"{path}: bug {entry.get('id', '?')} lacks {exc}") from exc
         if not edits:

@@ -1,4 +1,9 @@
-"""The grader and the student's check, on the example submissions (tools/grading/examples)."""
+"""The grader and the student's check, on the example submissions (tools/grading/examples).
+
+The examples are graded as a class would be: one batch, in the sandbox, with the batch's outputs
+written. Some of them attack the grader; after the batch the workbook checkout must be unchanged,
+no process they started may be alive, and the gradebook must hold exactly the grader's rows.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +15,63 @@ import time
 from pathlib import Path
 
 import pytest
-
 from labkit import grade as grade_cli
 from labkit.classroom import WORKFLOW_PATH, render_workflow
-from labkit.grading import Grade, Submission, find_submission, grade_submission
+from labkit.grading import Grade, grade_submission
 from labkit.labinfo import load_lab
 from labkit.overlay import WORKBOOK_ROOT, Limits
+from labkit.sandbox import MARKER_ENV
+from labkit.submission import Submission, find_submission
 from labkit.tomlread import read_toml
 from labkit.verify import REFERENCE, STUBS
 
 EXPECTED = read_toml(grade_cli.EXAMPLES / "expected.toml")
 LIMITS = Limits(memory_mb=4096, output_mb=64, test_timeout_s=10)
+TIME_LIMIT = 120.0
+#: Made by the tests from the reference rather than kept as a copy: a correct lora.py saved with a
+#: byte-order mark and Windows line endings.
+BOM_CRLF = "reference_bom_crlf"
+
+
+def _checkout_state() -> str:
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--ignored=no"], cwd=WORKBOOK_ROOT,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    diff = subprocess.run(["git", "diff", "HEAD"], cwd=WORKBOOK_ROOT, capture_output=True, text=True, check=True)
+    return status.stdout + diff.stdout
+
+
+def _sandboxed_processes() -> list[str]:
+    """Processes still alive that were started inside a grading sandbox (their environment says so)."""
+    alive = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"{MARKER_ENV}=1".encode() in environ.read_bytes().split(b"\0"):
+                alive.append(environ.parent.name)
+        except OSError:
+            continue
+    return alive
 
 
 @pytest.fixture(scope="module")
-def example_grades(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Grade]:
+def class_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Grade], Path, str]:
+    """The examples graded as one class (plus the BOM/CRLF reference), and the batch's output folder."""
     lab = load_lab()
-    submissions = grade_cli.collect_submissions([grade_cli.EXAMPLES], lab)
+    extra = tmp_path_factory.mktemp("extra") / f"{BOM_CRLF}.py"
+    extra.write_bytes(b"\xef\xbb\xbf" + REFERENCE.read_bytes().replace(b"\n", b"\r\n"))
+    submissions = grade_cli.collect_submissions([grade_cli.EXAMPLES, extra], lab)
+    before = _checkout_state()
     start = time.monotonic()
-    grades = grade_cli.grade_all(submissions, jobs=2, seed=20261123, limits=LIMITS, time_limit=120, hidden=None)
-    print(f"graded {len(grades)} examples in {time.monotonic() - start:.1f} s with 2 jobs")
+    grades = grade_cli.grade_all(submissions, jobs=2, seed=20261123, limits=LIMITS, time_limit=TIME_LIMIT, hidden=None)
+    print(f"graded {len(grades)} examples in {time.monotonic() - start:.1f} s with 2 jobs, sandboxed")
     out = tmp_path_factory.mktemp("grades")
     grade_cli.write_results(grades, out, "en")
     grade_cli.write_batch(grades, out)
-    return {g.name: g for g in grades}
+    return {g.name: g for g in grades}, out, before
+
+
+@pytest.fixture(scope="module")
+def example_grades(class_batch: tuple[dict[str, Grade], Path, str]) -> dict[str, Grade]:
+    return {name: g for name, g in class_batch[0].items() if name != BOM_CRLF}
 
 
 def test_lab_metadata_is_consistent() -> None:
@@ -52,10 +90,31 @@ def test_every_example_is_graded_as_expected(example_grades: dict[str, Grade]) -
     for name, expected in EXPECTED.items():
         grade = example_grades[name]
         feedback = grade_cli.feedback_markdown(grade, "en")
-        if abs(grade.points - expected["total"]) > 0.01 or expected["reason"] not in feedback:
-            wrong.append(f"{name}: {grade.points:g} points (expected {expected['total']:g}); "
-                         f"reason {expected['reason']!r} {'found' if expected['reason'] in feedback else 'missing'}")  # fmt: skip
+        withheld = expected.get("withheld", False)
+        if abs(grade.points - expected["total"]) > 0.01 or expected["reason"] not in feedback or grade.withheld != withheld:
+            wrong.append(f"{name}: {grade.points:g} points (expected {expected['total']:g}), withheld {grade.withheld} "
+                         f"(expected {withheld}); reason {expected['reason']!r} "
+                         f"{'found' if expected['reason'] in feedback else 'missing'}")  # fmt: skip
+        if "seconds_under" in expected and grade.seconds >= expected["seconds_under"]:
+            wrong.append(f"{name}: took {grade.seconds:g} s, more than {expected['seconds_under']:g} s")
     assert wrong == [], "\n".join(wrong)
+
+
+def test_a_correct_file_with_bom_and_crlf_gets_full_marks(class_batch: tuple[dict[str, Grade], Path, str]) -> None:
+    grade = class_batch[0][BOM_CRLF]
+    assert all(b.points == b.max_points for b in grade.blocks) and grade.typecheck.ok and not grade.withheld, (
+        grade_cli.feedback_markdown(grade, "en")
+    )
+
+
+def test_the_batch_leaves_nothing_behind(class_batch: tuple[dict[str, Grade], Path, str]) -> None:
+    grades, out, before = class_batch
+    time.sleep(2)  # a process that outlived its run would act now
+    assert _sandboxed_processes() == [], "processes started by submissions outlived their run"
+    assert _checkout_state() == before, "grading changed the workbook checkout"
+    rows = list(csv.DictReader(open(out / "gradebook.csv", encoding="utf-8")))
+    assert sorted(r["submission"] for r in rows) == sorted(grades), "the gradebook holds rows the grader did not write"
+    assert all(g.notices == [] for g in grades.values()), "every example is graded inside the sandbox"
 
 
 def test_a_crash_or_hang_costs_only_its_block(example_grades: dict[str, Grade]) -> None:
@@ -71,6 +130,9 @@ def test_batch_outputs(example_grades: dict[str, Grade], tmp_path: Path) -> None
     rows = list(csv.DictReader(open(tmp_path / "gradebook.csv", encoding="utf-8")))
     assert {r["submission"] for r in rows} == set(EXPECTED)
     assert next(r for r in rows if r["submission"] == "complete")["total"] == "100"
+    withheld = {r["submission"] for r in rows if r["withheld_for_review"]}
+    assert withheld == {name for name, e in EXPECTED.items() if e.get("withheld")}
+    assert "line " in next(r for r in rows if r["submission"] in withheld)["withheld_for_review"]
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "| `test_lora_init_identity[bias-float32]` |" in summary and "Most common failure messages" in summary
     assert "Retroalimentación" in (tmp_path / "partial" / "feedback.md").read_text(encoding="utf-8")

@@ -1,0 +1,190 @@
+"""Hostile example for the grader: the stubs (nothing implemented), plus an `atexit` handler that
+forges the results file. The graded tests' plugin (labkit.report) writes one JSON line per test to
+the file named by LABKIT_REPORT, and the last line of a test wins; at exit this submission reads
+that file and appends a "passed" line for every test it lists. The grader must not believe it: the
+right grade is the stubs' 0, with every block "not started".
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+__all__ = [
+    "DEFAULT_TARGETS",
+    "LoRALinear",
+    "wrap_minigpt_with_lora",
+    "lora_state_dict",
+    "load_lora_state_dict",
+    "lora_regression_grads",
+    "train_lora_regression",
+]
+
+# The MiniGPT layers that get an adapter unless the caller says otherwise.
+DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "mlp.fc1", "mlp.fc2")
+
+
+# ----------------------------------------------------------------------------- Block A
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus a trainable low-rank update.
+
+    forward(x) = base(x) + scaling * (dropout(x) @ lora_A.T) @ lora_B.T,  scaling = alpha / r
+
+    Shapes (PyTorch's (out, in) layout), with in = base.in_features, out = base.out_features:
+        base.weight (out, in), lora_A (r, in), lora_B (out, r);
+        x (..., in) -> (..., out), for any number of leading dimensions.
+
+    What __init__ must set up:
+        self.base     the nn.Linear you were given, kept as a submodule (do not copy it)
+        self.r, self.alpha, self.scaling = alpha / r
+        self.lora_A   nn.Parameter (r, in), nn.init.kaiming_uniform_(..., a=math.sqrt(5))
+        self.lora_B   nn.Parameter (out, r), all zeros, so that at init the output is exactly base(x)
+        both on base.weight's device and dtype; dropout on the LoRA branch's input only, and
+        off in eval mode (an nn.Dropout module does that for you).
+    freeze_base=True sets requires_grad=False on base.weight and base.bias (if there is one), and
+    that must survive .to(...), .train() and .eval(). freeze_base=False leaves them trainable.
+
+    Raises (before changing anything): TypeError if base is not an nn.Linear; ValueError if r is
+    not a positive int, if alpha is not a positive finite number, or if dropout is not in [0, 1).
+    """
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        r: int = 8,
+        alpha: float = 16.0,
+        dropout: float = 0.0,
+        freeze_base: bool = True,
+    ) -> None:
+        super().__init__()
+        raise NotImplementedError("Block A: LoRALinear.__init__ is not implemented yet")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., in_features) -> (..., out_features). Two thin matmuls; never form B @ A here."""
+        raise NotImplementedError("Block A: LoRALinear.forward is not implemented yet")
+
+    def merge_(self) -> None:
+        """Block D. Fold the adapter into the base weight, in place and outside autograd:
+
+            base.weight += scaling * (lora_B @ lora_A)      # (out, r) @ (r, in) = (out, in)
+
+        then zero lora_A and lora_B. Afterwards forward(x) equals the forward before the merge
+        within 1e-5, every parameter keeps its requires_grad flag, it works with
+        freeze_base=False, and re-initializing lora_A later must not break anything.
+        """
+        raise NotImplementedError("Block D: LoRALinear.merge_ is not implemented yet")
+
+
+# ----------------------------------------------------------------------------- Block B
+def wrap_minigpt_with_lora(
+    model: nn.Module,
+    r: int = 8,
+    alpha: float = 16.0,
+    target_modules: Iterable[str] = DEFAULT_TARGETS,
+    dropout: float = 0.05,
+) -> nn.Module:
+    """Put a LoRALinear around every target nn.Linear of model, in place; return model itself.
+
+    A module is a target when its dotted name (from model.named_modules()) equals a target or
+    ends with "." + target: "fc1" matches "blocks.0.mlp.fc1" but not "blocks.0.mlp.xfc1".
+    Afterwards exactly the lora_A / lora_B parameters are trainable; everything else
+    (embeddings, norms, lm_head, the wrapped bases) has requires_grad=False.
+
+    Raises ValueError if no nn.Linear matches, or if model already contains a LoRALinear.
+    """
+    raise NotImplementedError("Block B: wrap_minigpt_with_lora is not implemented yet")
+
+
+# ----------------------------------------------------------------------------- Block C
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter alone, ready for torch.save.
+
+    Returns {name: tensor} for exactly the lora_A / lora_B parameters, keyed by their names in
+    model.named_parameters() (e.g. "blocks.0.attn.q_proj.lora_A"). The tensors are detached
+    copies: training the model afterwards must not change them.
+    """
+    raise NotImplementedError("Block C: lora_state_dict is not implemented yet")
+
+
+def load_lora_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Copy an adapter (as returned by lora_state_dict) into model's lora_A / lora_B, in place.
+
+    Strict: raises ValueError naming every missing key, every unexpected key, every value that
+    is not a tensor and every shape mismatch (no broadcasting). Validate everything first: when
+    it raises, the model must be exactly as it was. requires_grad flags are left as they are.
+    """
+    raise NotImplementedError("Block C: load_lora_state_dict is not implemented yet")
+
+
+# ----------------------------------------------------------------------------- Block E
+# Block E is NumPy and uses the math layout y = x @ W, the transpose of blocks A-D:
+#     x (N, d_in), y (N, d_out), w_base (d_in, d_out), a (d_in, r), b (r, d_out)
+def lora_regression_grads(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    w_base: NDArray[np.float64],
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+    """Return (loss, grad_a, grad_b) of the LoRA regression, by hand (no autograd).
+
+        W      = w_base + a @ b                      (d_in, d_out)
+        loss   = sum((x @ W - y) ** 2) / N           a sum over outputs, divided by N only
+        G      = (2 / N) * x.T @ (x @ W - y)         (d_in, d_out), d loss / d W
+        grad_a = G @ b.T                             (d_in, r)
+        grad_b = a.T @ G                             (r, d_out)
+
+    Careful: this loss is d_out times the element-wise mean of the squared error. The 2 / N
+    in G is the gradient of this loss, not of the mean; the algorithm is what is graded.
+    """
+    raise NotImplementedError("Block E: lora_regression_grads is not implemented yet")
+
+
+def train_lora_regression(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    w_base: NDArray[np.float64],
+    a0: NDArray[np.float64],
+    b0: NDArray[np.float64],
+    lr: float,
+    n_steps: int,
+) -> NDArray[np.float64]:
+    """Run n_steps of plain gradient descent on (a, b) with w_base frozen.
+
+    Each step computes both gradients from the same (a, b), then updates both:
+        a, b = a - lr * grad_a, b - lr * grad_b
+    Returns np.concatenate([a.ravel(), b.ravel()]) (C order) as float64, shape
+    (d_in * r + r * d_out,). n_steps=0 returns the initial values; lr=0 leaves them unchanged.
+    Never modifies its input arrays. Raises ValueError on inconsistent shapes or n_steps < 0.
+    """
+    raise NotImplementedError("Block E: train_lora_regression is not implemented yet")
+
+
+# ----------------------------------------------------------------------------- the attack
+def _forge_report() -> None:
+    """Append a "passed" line for every test the report file lists (the last line of a test wins)."""
+    path = os.environ.get("LABKIT_REPORT")
+    if not path or not os.path.isfile(path):
+        return
+    blocks: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            blocks[record["nodeid"]] = record["blocks"]
+    with open(path, "a", encoding="utf-8") as fh:
+        for nodeid, marks in blocks.items():
+            forged = {"nodeid": nodeid, "blocks": marks, "outcome": "passed", "exc_type": None, "message": ""}
+            fh.write(json.dumps(forged) + "\n")
+
+
+atexit.register(_forge_report)

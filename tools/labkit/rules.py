@@ -1,0 +1,535 @@
+"""The lab's code rule, checked statically: what a submission may import, call and touch.
+
+The lab allows torch, torch.nn, torch.nn.functional and numpy only, and block E is numpy only.
+Submissions may be hostile (they can try to forge their grade from inside the test process), so the
+check parses the file with `ast` and never runs it. The lists it enforces live in labs/lab.toml's
+[rules] table, read through labkit.labinfo.
+
+    python -m labkit.rules FILE...     print the violations; exit 1 if there are any
+
+A static check cannot follow every path: it is one layer of the grader's defences, not all of them.
+Known blind spot: an object reached through a module and handed to a function under another name
+(`patch(np.testing)`) can still be changed there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labkit.labinfo import LANGUAGES, Rules, load_lab, user_language
+
+ATTRIBUTE_FUNCTIONS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
+MUTATING_FUNCTIONS = frozenset({"setattr", "delattr"})
+FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+SCOPES = (*FUNCTION_SCOPES, ast.ClassDef, *COMPREHENSIONS)
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+MAX_CONSTRUCT = 60
+Located = ast.stmt | ast.expr | ast.arg | ast.pattern  # the nodes a violation can point at
+
+_PREFIX = {"en": "line {line}: `{construct}`: ", "es": "línea {line}: `{construct}`: "}
+_UNCHECKED = {
+    "en": "line 1: the file is nested too deeply to be checked, which the lab does not allow",
+    "es": "línea 1: el archivo está anidado a demasiada profundidad para comprobarlo, y el lab no lo permite",
+}
+_MESSAGES: dict[str, dict[str, str]] = {
+    "import": {
+        "en": "the lab allows imports from {allowed} only",
+        "es": "el lab solo permite importar de {allowed}",
+    },
+    "import-relative": {
+        "en": "relative imports are not allowed",
+        "es": "no se permiten importaciones relativas",
+    },
+    "import-star": {
+        "en": "`from ... import *` is not allowed",
+        "es": "no se permite `from ... import *`",
+    },
+    "builtin": {
+        "en": "the built-in `{name}` is not allowed in the lab",
+        "es": "la función integrada `{name}` no está permitida en el lab",
+    },
+    "builtin-type": {
+        "en": "the built-in `type` is allowed only as `type(x)`",
+        "es": "la función integrada `type` solo se permite como `type(x)`",
+    },
+    "getattr-bare": {
+        "en": "`{name}` may only be called directly",
+        "es": "`{name}` solo se puede llamar directamente",
+    },
+    "getattr-computed": {
+        "en": "the attribute name given to `{name}` must be a string literal or a variable",
+        "es": "el nombre de atributo que recibe `{name}` debe ser una cadena literal o una variable",
+    },
+    "getattr-module": {
+        "en": "`{name}` on a module, or on something reached through one, needs a string literal as the name",
+        "es": "`{name}` sobre un módulo, o sobre algo alcanzado a través de uno, necesita una cadena literal "
+        "como nombre",
+    },
+    "subclass": {
+        "en": "a class may not derive from `{name}`: a tensor subclass can change how the tests compare "
+        "tensors",
+        "es": "una clase no puede derivar de `{name}`: una subclase de tensor puede cambiar cómo comparan "
+        "tensores los tests",
+    },
+    "subclass-computed": {
+        "en": "a class's bases must be named, not computed",
+        "es": "las clases base de una clase deben nombrarse, no calcularse",
+    },
+    "dunder": {
+        "en": "the only dunder names allowed are {allowed}",
+        "es": "los únicos nombres dunder permitidos son {allowed}",
+    },
+    "module-attr": {
+        "en": "the name `{name}` is off-limits in the lab: through it, code reaches the OS, files, the "
+        "interpreter or torch's machinery",
+        "es": "el nombre `{name}` está vetado en el lab: a través de él, el código llega al sistema, a "
+        "archivos, al intérprete o a la maquinaria de torch",
+    },
+    "private": {
+        "en": "the private names of modules (here `{name}`) are not allowed",
+        "es": "no se permiten los nombres privados de los módulos (aquí `{name}`)",
+    },
+    "assign-module": {
+        "en": "code may not change a module, nor anything reached through one",
+        "es": "el código no puede modificar un módulo ni nada alcanzado a través de uno",
+    },
+    "module-value": {
+        "en": "a module may only be used as `{name}.attribute`",
+        "es": "un módulo solo puede usarse como `{name}.atributo`",
+    },
+    "numpy-only": {
+        "en": "in `{function}`: block {block}'s functions ({functions}) use numpy only, not {modules}",
+        "es": "en `{function}`: las funciones del bloque {block} ({functions}) solo usan numpy, no {modules}",
+    },
+    "numpy-only-via": {
+        "en": "in `{function}`, which `{caller}` uses: block {block}'s functions ({functions}) use numpy "
+        "only, not {modules}",
+        "es": "en `{function}`, que usa `{caller}`: las funciones del bloque {block} ({functions}) solo usan "
+        "numpy, no {modules}",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One construct of the submission that breaks the lab's code rule."""
+
+    line: int  # 1-based line number in the submission
+    code: str  # import, builtin, getattr, dunder, module-attr, private, assign-module, module-value,
+    #            subclass, numpy-only, unchecked
+    text: dict[str, str]  # {"en": ..., "es": ...}: "line N: `construct`: the rule"
+
+
+def check_source(source: str) -> list[Violation]:
+    """The violations of the lab's code rule in a submission's source, sorted by line.
+
+    [] for a file that does not parse: the graded tests report the SyntaxError themselves.
+    """
+    source = source.removeprefix("\ufeff")
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):  # ValueError: null bytes
+        return []
+    except (RecursionError, MemoryError):  # nested too deeply for ast: never let that pass unchecked
+        return [Violation(1, "unchecked", dict(_UNCHECKED))]
+    return _Checker(source, tree, load_lab().rules).run()
+
+
+def format_violations(violations: Sequence[Violation], lang: str) -> str:
+    """One line per violation, "line N: ...", in the language lang ("en" or "es")."""
+    return "\n".join(v.text[lang] for v in violations)
+
+
+# ----------------------------------------------------------------------------- scopes
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+def _scope_parts(node: ast.AST) -> tuple[list[ast.AST], list[ast.AST]]:
+    """A scope's parts run in the enclosing scope (decorators, defaults, bases...) and its own."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        args = node.args
+        annotations = [a.annotation for a in _arguments(args) if a.annotation] + [node.returns]
+        outer = [*node.decorator_list, *args.defaults, *args.kw_defaults, *annotations]
+        return [n for n in outer if n is not None], list(node.body)
+    if isinstance(node, ast.Lambda):
+        return [*node.args.defaults, *(d for d in node.args.kw_defaults if d)], [node.body]
+    if isinstance(node, ast.ClassDef):
+        return [*node.decorator_list, *node.bases, *node.keywords], list(node.body)
+    if isinstance(node, COMPREHENSIONS):
+        first = node.generators[0]
+        rest = [n for n in ast.iter_child_nodes(node) if n is not first]
+        return [first.iter], [*rest, first.target, *first.ifs]
+    return [], list(ast.iter_child_nodes(node))
+
+
+def _arguments(args: ast.arguments) -> list[ast.arg]:
+    extra = [a for a in (args.vararg, args.kwarg) if a is not None]
+    return [*args.posonlyargs, *args.args, *args.kwonlyargs, *extra]
+
+
+def _own_nodes(nodes: Sequence[ast.AST]) -> Iterator[ast.AST]:
+    """The nodes and their descendants, without entering nested scopes (which are yielded)."""
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, SCOPES):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def _local_names(node: ast.AST, own: Sequence[ast.AST]) -> frozenset[str]:
+    """The names a function or comprehension binds itself (imports aside: they never shadow)."""
+    names = {a.arg for a in _arguments(node.args)} if isinstance(node, FUNCTION_SCOPES) else set()
+    declared_global: set[str] = set()
+    for n in _own_nodes(own):
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            names.add(n.id)
+        elif isinstance(n, (*DEFINITIONS, ast.MatchAs, ast.MatchStar, ast.ExceptHandler)) and n.name:
+            names.add(n.name)
+        elif isinstance(n, ast.Global):
+            declared_global.update(n.names)
+    return frozenset(names - declared_global)
+
+
+def _free_loads(tree: ast.Module) -> set[ast.Name]:
+    """The names read where no enclosing function binds them: module globals and built-ins.
+
+    Module and class bindings do not count: `open = open` at module level still reads the built-in.
+    """
+    free: set[ast.Name] = set()
+    stack: list[tuple[ast.AST, frozenset[str]]] = [(tree, frozenset())]
+    while stack:
+        node, bound = stack.pop()
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
+            free.add(node)
+        outer, own = _scope_parts(node)
+        inner = (
+            bound | _local_names(node, own)
+            if isinstance(node, (*FUNCTION_SCOPES, *COMPREHENSIONS))
+            else bound
+        )
+        stack.extend((n, bound) for n in outer)
+        stack.extend((n, inner) for n in own)
+    return free
+
+
+# ----------------------------------------------------------------------------- modules
+def _root(node: ast.expr) -> ast.expr:
+    """The start of an attribute / subscript chain: `torch` for torch.nn.functional.linear[0]."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node
+
+
+def _bound_by(node: ast.Import | ast.ImportFrom) -> Iterator[tuple[str, str]]:
+    """(name bound, dotted path of what it is bound to) for each alias of an import.
+
+    `import torch.nn` binds torch to torch, `import torch.nn as nn` binds nn to torch.nn.
+    """
+    for alias in node.names:
+        if isinstance(node, ast.Import):
+            yield (
+                alias.asname or alias.name.partition(".")[0],
+                alias.name if alias.asname else alias.name.partition(".")[0],
+            )
+        elif alias.name != "*":
+            yield alias.asname or alias.name, f"{node.module}.{alias.name}"
+
+
+def _imported(tree: ast.Module) -> dict[str, str]:
+    """{name: dotted path} for every name bound by an import, anywhere in the file."""
+    return {
+        name: path
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and not node.level)
+        for name, path in _bound_by(node)
+    }
+
+
+def _module_bound(tree: ast.Module, imported: dict[str, str]) -> frozenset[str]:
+    """Imported names, and names assigned from one of them (`t = torch.nn`, `lin = nn.Linear`)."""
+    bound = set(imported)
+    pairs: list[tuple[ast.expr, ast.expr | None]]
+    pairs = [(t, n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets]
+    pairs += [(n.target, n.value) for n in ast.walk(tree) if isinstance(n, (ast.AnnAssign, ast.NamedExpr))]
+    changed = True
+    while changed:
+        changed = False
+        for target, value in pairs:
+            root = _root(value) if value is not None else None
+            if isinstance(target, ast.Name) and isinstance(root, ast.Name) and root.id in bound:
+                changed |= target.id not in bound
+                bound.add(target.id)
+    return frozenset(bound)
+
+
+def _is_type_call(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type"
+
+
+# ----------------------------------------------------------------------------- the checker
+class _Checker:
+    """Walks one parsed submission once and collects its violations."""
+
+    def __init__(self, source: str, tree: ast.Module, rules: Rules) -> None:
+        self.tree, self.rules = tree, rules
+        self.lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        self.parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        self.free = _free_loads(tree)
+        self.imported = _imported(tree)
+        self.modules = {name for name, path in self.imported.items() if path in rules.imports}
+        self.bound = _module_bound(tree, self.imported)
+        self.found: dict[tuple[int, str, str], Violation] = {}
+
+    def run(self) -> list[Violation]:
+        checks: dict[type[ast.AST], Callable[[Any], None]] = {
+            ast.Import: self.check_import,
+            ast.ImportFrom: self.check_import,
+            ast.Attribute: self.check_attribute,
+            ast.Name: self.check_name,
+            ast.Call: self.check_call,
+            ast.arg: lambda n: self.check_dunder(n, n.arg),
+            ast.FunctionDef: self.check_definition,
+            ast.AsyncFunctionDef: self.check_definition,
+            ast.ClassDef: self.check_definition,
+            ast.MatchClass: self.check_match_class,
+        }
+        for node in ast.walk(self.tree):
+            check = checks.get(type(node))
+            if check:
+                check(node)
+        self.check_numpy_only()
+        return [self.found[key] for key in sorted(self.found)]
+
+    # ------------------------------------------------------------------ reporting
+    def add(self, node: Located, code: str, key: str, construct: str | None = None, **fields: str) -> None:
+        """Record a violation at node's line, with the message _MESSAGES[key]."""
+        line = node.lineno
+        what = construct if construct is not None else self.snippet(node)
+        text = {
+            lang: _PREFIX[lang].format(line=line, construct=what) + _MESSAGES[key][lang].format(**fields)
+            for lang in LANGUAGES
+        }
+        self.found[line, code, text["en"]] = Violation(line, code, text)
+
+    def snippet(self, node: Located) -> str:
+        """node's source text on one line, shortened (ast's offsets count UTF-8 bytes)."""
+        lines = [line.encode() for line in self.lines[node.lineno - 1 : node.end_lineno or node.lineno]]
+        lines[-1] = lines[-1][: node.end_col_offset]
+        lines[0] = lines[0][node.col_offset :]
+        text = " ".join(b" ".join(lines).decode(errors="replace").split())
+        return text if len(text) <= MAX_CONSTRUCT else text[: MAX_CONSTRUCT - 3] + "..."
+
+    # ------------------------------------------------------------------ names
+    def check_name_rules(self, node: Located, name: str, construct: str | None, through_module: bool) -> None:
+        """An attribute-like name (x.name, from m import name, getattr(x, "name"))."""
+        if name in self.rules.attributes:
+            self.add(node, "module-attr", "module-attr", construct, name=name)
+        elif through_module and name.startswith("_") and not _is_dunder(name):
+            self.add(node, "private", "private", construct, name=name)
+        self.check_dunder(node, name, construct)
+
+    def check_dunder(self, node: Located, name: str, construct: str | None = None) -> None:
+        if _is_dunder(name) and name not in self.rules.dunders:
+            self.add(node, "dunder", "dunder", construct, allowed=", ".join(sorted(self.rules.dunders)))
+
+    def through_module(self, node: ast.expr) -> bool:
+        """Whether node is a module, or reached through one by attributes and subscripts."""
+        root = _root(node)
+        return (isinstance(root, ast.Name) and root.id in self.bound) or _is_type_call(root)
+
+    def check_definition(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
+        keyword = "class" if isinstance(node, ast.ClassDef) else "def"
+        self.check_dunder(node, node.name, f"{keyword} {node.name}")
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                self.check_base(base)
+
+    def check_base(self, base: ast.expr) -> None:
+        """A base class: named (Generic[T] too), and none of the lab's forbidden classes."""
+        named = base.value if isinstance(base, ast.Subscript) else base
+        if isinstance(named, ast.Name):
+            name = self.imported.get(named.id, named.id).rpartition(".")[2]
+        elif isinstance(named, ast.Attribute):
+            name = named.attr
+        else:
+            self.add(base, "subclass", "subclass-computed")
+            return
+        if name in self.rules.base_classes:
+            self.add(base, "subclass", "subclass", name=name)
+
+    def check_match_class(self, node: ast.MatchClass) -> None:
+        for name in node.kwd_attrs:
+            self.check_name_rules(
+                node, name, f"{self.snippet(node.cls)}({name}=...)", self.through_module(node.cls)
+            )
+
+    # ------------------------------------------------------------------ imports
+    def check_import(self, node: ast.Import | ast.ImportFrom) -> None:
+        allowed = ", ".join(sorted(self.rules.imports))
+        for alias in node.names:
+            bound_name = alias.asname or alias.name
+            if isinstance(node, ast.Import):
+                construct = f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
+                if alias.name not in self.rules.imports:
+                    self.add(node, "import", "import", construct, allowed=allowed)
+                self.check_dunder(node, bound_name, construct)
+                continue
+            construct = f"from {'.' * node.level}{node.module or ''} import {alias.name}"
+            if node.level:
+                self.add(node, "import", "import-relative", construct)
+            elif node.module not in self.rules.imports:
+                self.add(node, "import", "import", construct, allowed=allowed)
+            if alias.name == "*":
+                self.add(node, "import", "import-star", construct)
+            else:
+                self.check_name_rules(node, alias.name, construct, through_module=True)
+                self.check_dunder(node, bound_name, construct)
+
+    # ------------------------------------------------------------------ attributes and names
+    def check_attribute(self, node: ast.Attribute) -> None:
+        self.check_name_rules(node, node.attr, None, self.through_module(node.value))
+        if not isinstance(node.ctx, ast.Load) and self.through_module(node.value):
+            self.add(node, "assign-module", "assign-module")
+
+    def check_name(self, node: ast.Name) -> None:
+        free = node in self.free
+        if free and node.id in self.rules.builtins:
+            self.add(node, "builtin", "builtin", name=node.id)
+            return
+        self.check_dunder(node, node.id)
+        parent = self.parents.get(node)
+        if not free:
+            return
+        if node.id == "type" and not self.is_plain_type_use(node, parent):
+            self.add(node, "builtin", "builtin-type")
+        elif node.id in ATTRIBUTE_FUNCTIONS and not (isinstance(parent, ast.Call) and parent.func is node):
+            self.add(node, "getattr", "getattr-bare", name=node.id)
+        elif node.id in self.modules and not self.is_module_use(node, parent):
+            self.add(node, "module-value", "module-value", name=node.id)
+
+    @staticmethod
+    def is_plain_type_use(node: ast.Name, parent: ast.AST | None) -> bool:
+        """type(x) with one argument, or type[...] in an annotation."""
+        if isinstance(parent, ast.Subscript):
+            return parent.value is node
+        return (
+            isinstance(parent, ast.Call)
+            and parent.func is node
+            and len(parent.args) == 1
+            and not parent.keywords
+            and not isinstance(parent.args[0], ast.Starred)
+        )
+
+    @staticmethod
+    def is_module_use(node: ast.Name, parent: ast.AST | None) -> bool:
+        """module.name, or the object of getattr & co (which have their own rule)."""
+        if isinstance(parent, ast.Attribute):
+            return parent.value is node
+        return (
+            isinstance(parent, ast.Call)
+            and isinstance(parent.func, ast.Name)
+            and parent.func.id in ATTRIBUTE_FUNCTIONS
+            and bool(parent.args)
+            and parent.args[0] is node
+        )
+
+    def check_call(self, node: ast.Call) -> None:
+        """getattr, setattr, delattr, hasattr: the object and the attribute name."""
+        func = node.func
+        if not (isinstance(func, ast.Name) and func.id in ATTRIBUTE_FUNCTIONS and func in self.free):
+            return
+        if len(node.args) < 2 or any(isinstance(a, ast.Starred) for a in node.args[:2]):
+            self.add(node, "getattr", "getattr-computed", name=func.id)
+            return
+        obj, name = node.args[0], node.args[1]
+        on_module = self.through_module(obj)
+        if on_module and func.id in MUTATING_FUNCTIONS:
+            self.add(node, "assign-module", "assign-module")
+        if isinstance(name, ast.Constant) and isinstance(name.value, str):
+            self.check_name_rules(node, name.value, None, on_module)
+        elif not isinstance(name, (ast.Name, ast.Attribute)):
+            self.add(node, "getattr", "getattr-computed", name=func.id)
+        elif on_module and func.id not in MUTATING_FUNCTIONS:
+            self.add(node, "getattr", "getattr-module", name=func.id)
+
+    # ------------------------------------------------------------------ block E: numpy only
+    def check_numpy_only(self) -> None:
+        """No name bound to a torch import in block E's functions, nor in what they use."""
+        forbidden = {
+            name
+            for name, path in self.imported.items()
+            if path.partition(".")[0] in self.rules.numpy_only_modules
+        }
+        definitions = self.module_definitions()
+        fields = {
+            "block": self.rules.numpy_only_block,
+            "functions": ", ".join(self.rules.numpy_only_functions),
+            "modules": ", ".join(sorted(self.rules.numpy_only_modules)),
+        }
+        for root in self.rules.numpy_only_functions:
+            seen = set(self.rules.numpy_only_functions)  # each is checked as a root itself
+            todo = [root]
+            while todo:
+                name = todo.pop()
+                for definition in definitions.get(name, []):
+                    for used in self.free_names_in(definition):
+                        if used.id in forbidden:
+                            key = "numpy-only" if name == root else "numpy-only-via"
+                            self.add(used, "numpy-only", key, function=name, caller=root, **fields)
+                        elif used.id in definitions and used.id not in seen:
+                            seen.add(used.id)
+                            todo.append(used.id)
+
+    def module_definitions(self) -> dict[str, list[ast.stmt]]:
+        """{name: the module-level statements that bind it} (def, class, assignment)."""
+        found: dict[str, list[ast.stmt]] = {}
+        for node in _own_nodes(self.tree.body):
+            if isinstance(node, DEFINITIONS):
+                found.setdefault(node.name, []).append(node)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    for n in ast.walk(target):
+                        if isinstance(n, ast.Name):
+                            found.setdefault(n.id, []).append(node)
+        return found
+
+    def free_names_in(self, node: ast.AST) -> Iterator[ast.Name]:
+        return (n for n in ast.walk(node) if isinstance(n, ast.Name) and n in self.free)
+
+
+# ----------------------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m labkit.rules", description="Check submissions against the lab's code rule."
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    parser.add_argument(
+        "--lang", choices=LANGUAGES, help="language of the messages (default: from the locale)"
+    )
+    args = parser.parse_args(argv)
+    lang = user_language(args.lang)
+    found_any = False
+    for path in args.files:
+        try:
+            source = path.read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"cannot read {path}: {exc}")
+        violations = check_source(source)
+        found_any |= bool(violations)
+        for line in format_violations(violations, lang).splitlines():
+            print(f"{path}: {line}")
+    return 1 if found_any else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
