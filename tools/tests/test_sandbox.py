@@ -34,11 +34,11 @@ seen = {
     "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
     "uid": os.getuid(),
 }
-try:
-    open(sys.argv[1] + "/labkit-was-here", "w")
-    seen["write_outside"] = True
-except OSError:
-    seen["write_outside"] = False
+for target in sys.argv[1:3]:  # whatever this does, it must not reach the real directories
+    try:
+        open(target + "/labkit-was-here", "w").close()
+    except OSError:
+        pass
 try:
     socket.create_connection(("127.0.0.1", 22), timeout=1)
     seen["network"] = True
@@ -59,18 +59,19 @@ def test_sandbox_hides_the_workbook_the_class_and_the_grader(tmp_path: Path) -> 
     work = tmp_path / "work"
     work.mkdir()
     (work / "probe.py").write_text(PROBE, encoding="utf-8")
-    command = [sys.executable, "probe.py", str(WORKBOOK_ROOT), str(classmates)]
+    probe = work / "probe.py"  # a unique path: pgrep below finds this run's processes only
+    command = [sys.executable, str(probe), str(WORKBOOK_ROOT), str(classmates)]
     code, output = run_limited(command, cwd=work, env={}, timeout=60, sandbox=[])
     assert code == 0, output
     seen = json.loads(output.strip().splitlines()[-1])
     assert seen == {
-        "solutions": False, "conftest": False, "class": False, "write_outside": False, "network": False,
+        "solutions": False, "conftest": False, "class": False, "network": False,
         "processes": seen["processes"], "uid": 65534,
     }  # fmt: skip
     assert max(seen["processes"]) < 10, f"the sandbox sees other processes: {seen['processes']}"
-    assert not (WORKBOOK_ROOT / "labkit-was-here").exists()
+    assert not (WORKBOOK_ROOT / "labkit-was-here").exists() and not (classmates / "labkit-was-here").exists()
     time.sleep(0.5)
-    leftover = subprocess.run(["pgrep", "-f", "probe.py"], capture_output=True, text=True, check=False)
+    leftover = subprocess.run(["pgrep", "-f", str(probe)], capture_output=True, text=True, check=False)
     assert leftover.stdout == "", "a process started in the sandbox outlived it"
 
 
