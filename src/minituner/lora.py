@@ -4,9 +4,12 @@ Fill in every function that raises NotImplementedError, block by block, until
 `pytest` is green. Read BLUEPRINT.md (next to this file) first; the lab text in labs/ walks you
 through each block and its notebook shows what your code does.
 
-Rules of the lab: torch, torch.nn, torch.nn.functional and numpy only (no peft); create lora_A and
-lora_B as nn.Parameter directly (not as nn.Linear layers); use the `seed` fixture of conftest.py
-when you need reproducible random numbers.
+Rules of the lab: torch, torch.nn, torch.nn.functional and numpy only (no peft), and block E numpy
+alone; imports from the list in labs/lab.toml ([rules]) and nothing that reaches outside the lab
+(os, sys, files, eval, dunder attributes): the grader checks this without running your file, and
+`check` shows any line that breaks it. Create lora_A and lora_B as nn.Parameter directly (not as
+nn.Linear layers). Never seed anything here: the tests seed torch, numpy and Python (the `seed`
+fixture of conftest.py) before they build a layer.
 """
 
 from __future__ import annotations
@@ -68,7 +71,11 @@ class LoRALinear(nn.Module):
         raise NotImplementedError("Block A: LoRALinear.__init__ is not implemented yet")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (..., in_features) -> (..., out_features). Two thin matmuls; never form B @ A here."""
+        """x: (..., in_features) -> (..., out_features). Two thin matmuls; never form B @ A here.
+
+        For mypy --strict, self.base(x) is Any: give it its type first
+        (base_out: torch.Tensor = self.base(x)), or `return ...` is "Returning Any".
+        """
         raise NotImplementedError("Block A: LoRALinear.forward is not implemented yet")
 
     def merge_(self) -> None:

@@ -108,6 +108,8 @@ def shard(items: list[Submission], spec: str | None) -> list[Submission]:
 
 
 def feedback_markdown(grade: Grade, lang: str) -> str:
+    from labkit.grading import failure_message
+
     t, lab = _TEXT[lang], load_lab()
     lines = [f"# {t['title'].format(name=grade.name)}", "", t["total"].format(points=grade.points, max=grade.max_points), ""]
     if grade.withheld:
@@ -132,10 +134,11 @@ def feedback_markdown(grade: Grade, lang: str) -> str:
     if not_started:
         lines += [f"- {STATUS_LABELS[lang]['not started']}: {', '.join(not_started)} (NotImplementedError)", ""]
     for block_id, failure in failures:
-        lines += [f"### {block_id} · `{failure.name}` ({failure.outcome})", "", "```text", failure.message.strip()[:2000], "```", ""]
+        message = failure_message(failure.message, failure.exc_type).strip()[:2000]
+        lines += [f"### {block_id} · `{failure.name}` ({failure.outcome})", "", "```text", message, "```", ""]
     for label, item in ((t["typecheck"], grade.typecheck), (t["notes"], grade.notes)):
         if not item.ok:
-            lines += [f"### {label}", "", "```text", item.detail.strip()[:3000], "```", ""]
+            lines += [f"### {label}", "", "```text", item.text(lang).strip()[:3000], "```", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -17,15 +17,16 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 
 from labkit.labinfo import Block, Lab, load_lab
-from labkit.measure import compare, parse_notes
+from labkit.measure import judge, parse_notes
 from labkit.overlay import (
     GRADED_TESTS,
     Limits,
@@ -83,7 +84,41 @@ class ItemGrade:
     points: float
     max_points: float
     ok: bool
-    detail: str
+    detail: str  # in English
+    details: dict[str, str] = field(default_factory=dict)  # by language, where it differs from detail
+
+    def text(self, lang: str) -> str:
+        """The detail in lang (results written before `details` existed have English only)."""
+        return self.details.get(lang, self.detail)
+
+
+def _item(points: float, max_points: float, ok: bool, detail: dict[str, str]) -> ItemGrade:
+    return ItemGrade(points, max_points, ok, detail["en"], detail)
+
+
+def _same(text: str) -> dict[str, str]:
+    return {"en": text, "es": text}
+
+
+#: grade_submission's progress callback: (a block's id, its grade) as soon as each of its tests has
+#: a result, then ("typecheck", ...) and ("notes", ...).
+Progress = Callable[[str, BlockGrade | ItemGrade], None]
+
+
+def failure_message(message: str, exc_type: str | None) -> str:
+    """A failed test's own message, without pytest's assertion rewriting.
+
+    For a plain `assert cond, msg` pytest's text is "msg\nassert ...\n + where ...": only msg is
+    kept (the assert line, when there is no msg). Other exceptions' messages are kept whole.
+    """
+    if exc_type != "AssertionError":
+        return message
+    lines = message.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(("assert ", "where ")) or line.lstrip().startswith("+ where"):
+            kept = "\n".join(lines[:i]).strip()
+            return kept or line.strip()[:300]
+    return message
 
 
 @dataclass
@@ -145,26 +180,55 @@ def grade_submission(
     hidden: Path | None = None,
     mypy_cache: Path | None = None,
     sandbox: bool = True,
+    progress: Progress | None = None,
+    typecheck_alongside: bool = False,
 ) -> Grade:
-    """Grade one submission; sandbox=False only for code the caller trusts (a student's own check)."""
+    """Grade one submission; sandbox=False only for code the caller trusts (a student's own check).
+
+    progress, when given, is called as results come (see Progress). typecheck_alongside runs mypy
+    at the same time as the tests (a student's check: its cold start does not add to the wait)
+    rather than after them (the grader, which already runs submissions in parallel).
+    """
     lab = load_lab()
     start = time.monotonic()
-    expected = expected_tests(hidden)
     source, problem = _source(submission)
     violations: list[dict[str, object]] = []
     outcomes: dict[str, TestOutcome] = {}
     typecheck = ItemGrade(0.0, lab.typecheck.points, False, problem)
     notes = ItemGrade(0.0, lab.notes.points, False, problem)
-    if source is not None:
+    if source is None:
+        expected = expected_tests(hidden)
+    else:
         violations = [asdict(v) for v in check_source(source)]
         with tempfile.TemporaryDirectory(prefix="labkit-submission-") as tmp:
             lora = Path(tmp) / "lora.py"
             lora.write_text(source, encoding="utf-8")
-            outcomes, problem, evidence = _run_tests(lora, expected, seed, limits, time_limit, hidden, sandbox)
+            mypy = _Background(lambda: _run_mypy(lora, lab, limits, mypy_cache, sandbox), typecheck_alongside)
+            expected = expected_tests(hidden)
+            reported: set[str] = set()
+            outcomes, problem, evidence = _run_tests(lora, expected, seed, limits, time_limit, hidden, sandbox,
+                                                     _block_progress(progress, lab, expected, reported))  # fmt: skip
             violations += [{"line": 0, "code": "report", "text": _evidence_text(e)} for e in evidence]
             any_passed = any(o.outcome == "passed" for o in outcomes.values())
-            typecheck, notes = _typecheck_and_notes(lora, submission.notes, lab, limits, mypy_cache, any_passed, sandbox)
-    tests = [
+            if progress is not None and not problem:  # the blocks whose tests did not all get a result
+                final = _test_results(expected, outcomes, problem)
+                for block in lab.blocks:
+                    if block.id not in reported:
+                        progress(block.id, _block_grade(block, expected, final))
+            notes = _notes(lora, submission.notes, lab, limits, sandbox)
+            typecheck = _typecheck(*mypy.result(), lab, any_passed)
+            if progress is not None:
+                progress("typecheck", typecheck)
+                progress("notes", notes)
+    tests = _test_results(expected, outcomes, problem)
+    blocks = [_block_grade(block, expected, tests) for block in lab.blocks]
+    notices = [] if sandbox else [UNSANDBOXED]
+    return Grade(submission.name, blocks, typecheck, notes, problem, round(time.monotonic() - start, 1), tests,
+                 violations, notices)  # fmt: skip
+
+
+def _test_results(expected: Sequence[tuple[str, str]], outcomes: Mapping[str, TestOutcome], problem: str) -> list[TestResult]:
+    return [
         TestResult(
             nodeid.rpartition("::")[2],
             outcomes[nodeid].outcome if nodeid in outcomes else "not run",
@@ -173,10 +237,52 @@ def grade_submission(
         )
         for nodeid, _ in expected
     ]
-    blocks = [_block_grade(block, expected, tests) for block in lab.blocks]
-    notices = [] if sandbox else [UNSANDBOXED]
-    return Grade(submission.name, blocks, typecheck, notes, problem, round(time.monotonic() - start, 1), tests,
-                 violations, notices)  # fmt: skip
+
+
+def _block_progress(
+    progress: Progress | None, lab: Lab, expected: Sequence[tuple[str, str]], reported: set[str]
+) -> Callable[[Mapping[str, TestOutcome]], None] | None:
+    """Calls progress with each block, once, as soon as every test of the block has a result."""
+    if progress is None:
+        return None
+    report = progress
+
+    def seen(outcomes: Mapping[str, TestOutcome]) -> None:
+        for block in lab.blocks:
+            mine = [nodeid for nodeid, marker in expected if marker == block.marker]
+            if block.id not in reported and all(n in outcomes and outcomes[n].outcome != "not run" for n in mine):
+                reported.add(block.id)
+                report(block.id, _block_grade(block, expected, _test_results(expected, outcomes, "")))
+
+    return seen
+
+
+class _Background:
+    """A function run in a thread from now on (alongside=True), or when its result is asked for."""
+
+    def __init__(self, function: Callable[[], tuple[int | None, str]], alongside: bool) -> None:
+        self.function = function
+        self.value: tuple[int | None, str] | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True) if alongside else None
+        if self.thread is not None:
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.value = self.function()
+        except BaseException as exc:  # handed to the caller of result()
+            self.error = exc
+
+    def result(self) -> tuple[int | None, str]:
+        if self.thread is None:
+            self._run()
+        else:
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
 
 
 def _source(submission: Submission) -> tuple[str | None, str]:
@@ -204,6 +310,7 @@ def _run_tests(
     time_limit: float,
     hidden: Path | None,
     sandbox: bool,
+    progress: Callable[[Mapping[str, TestOutcome]], None] | None = None,
 ) -> tuple[dict[str, TestOutcome], str, list[str]]:
     """Outcomes by nodeid, the reason nothing ran ("" if tests ran), and evidence of tampering.
 
@@ -219,12 +326,18 @@ def _run_tests(
     outcomes: dict[str, TestOutcome] = {}
     evidence: list[str] = []
     hangs: Counter[str] = Counter()
+
+    def seen(results: Sequence[TestOutcome]) -> None:  # this run's results so far, with the earlier runs'
+        if progress is not None:
+            progress({**outcomes, **{o.nodeid: o for o in results if o.nodeid in block_of}})
+
     while (remaining := deadline - time.monotonic()) > 1:
         pending = [nodeid for nodeid in block_of if nodeid not in outcomes]
         now = [nodeid for nodeid in pending if not hangs[block_of[nodeid]]] or pending
         skip = [arg for nodeid in block_of if nodeid not in now for arg in ("--deselect", nodeid)]
         run = run_overlay(lora, tests=_test_paths(hidden), pytest_args=skip, env=env, timeout=remaining,
-                          limits=limits, extra=_extra(hidden), sandbox=sandbox)  # fmt: skip
+                          limits=limits, extra=_extra(hidden), sandbox=sandbox,
+                          progress=seen if progress else None)  # fmt: skip
         evidence += run.evidence
         collection = [o for o in run.outcomes if o.exc_type == "CollectionError"]
         if collection:
@@ -261,44 +374,54 @@ def _block_grade(block: Block, expected: Sequence[tuple[str, str]], tests: list[
     return BlockGrade(block.id, block.title["en"], points, block.points, passed, len(mine), status, failures)
 
 
-def _typecheck_and_notes(
-    lora: Path,
-    notes_path: Path | None,
-    lab: Lab,
-    limits: Limits,
-    mypy_cache: Path | None,
-    any_passed: bool,
-    sandbox: bool,
-) -> tuple[ItemGrade, ItemGrade]:
+def _run_mypy(lora: Path, lab: Lab, limits: Limits, mypy_cache: Path | None, sandbox: bool) -> tuple[int | None, str]:
+    """mypy --strict on lora.py in an overlaid copy: (exit status, output)."""
     with overlaid_copy(lora) as workdir:
-        env = {"PYTHONPATH": python_path(workdir), "PYTHONDONTWRITEBYTECODE": "1"}
-        env = env if sandbox else {**os.environ, **env}
         cache_args = ["--cache-dir", str(mypy_cache)] if mypy_cache else []
         writable = ([mypy_cache] if mypy_cache else []) if sandbox else None
         command = [sys.executable, "-m", *lab.typecheck_command, *cache_args, lab.submission]
-        code, output = run_limited(command, cwd=workdir, env=env, timeout=240, limits=_no_test_timeout(limits),
-                                   sandbox=writable)  # fmt: skip
-        # Typed stubs pass mypy: the type check counts only once some graded test passes.
-        ok = code == 0 and any_passed
-        if code == 0 and not any_passed:
-            output = "mypy --strict passes, but no graded test does yet: the type check counts from the first one"
-        typecheck = ItemGrade(lab.typecheck.points if ok else 0.0, lab.typecheck.points, ok, last_lines(output, 20))
-        if notes_path is None:
-            return typecheck, ItemGrade(0.0, lab.notes.points, False, f"no notes file ({lab.notes_path})")
-        text, problem = read_text(notes_path, MAX_NOTES_BYTES, "the notes file")
-        if text is None:
-            return typecheck, ItemGrade(0.0, lab.notes.points, False, problem)
-        code, output = run_limited([sys.executable, "-m", "labkit.measure"], cwd=workdir, env=env, timeout=120,
-                                   limits=_no_test_timeout(limits), sandbox=[] if sandbox else None)  # fmt: skip
+        return run_limited(command, cwd=workdir, env=_env(workdir, sandbox), timeout=240,
+                           limits=_no_test_timeout(limits), sandbox=writable)  # fmt: skip
+
+
+def _env(workdir: Path, sandbox: bool) -> dict[str, str]:
+    env = {"PYTHONPATH": python_path(workdir), "PYTHONDONTWRITEBYTECODE": "1"}
+    return env if sandbox else {**os.environ, **env}
+
+
+_NO_TEST_PASSES = {
+    "en": "mypy --strict passes, but no graded test does yet: the type check counts from the first one",
+    "es": "mypy --strict pasa, pero todavía ningún test evaluable: la comprobación de tipos cuenta desde el primero",
+}
+
+
+def _typecheck(code: int | None, output: str, lab: Lab, any_passed: bool) -> ItemGrade:
+    # Typed stubs pass mypy: the type check counts only once some graded test passes.
+    ok = code == 0 and any_passed
+    detail = _NO_TEST_PASSES if code == 0 and not any_passed else _same(last_lines(output, 20))
+    return _item(lab.typecheck.points if ok else 0.0, lab.typecheck.points, ok, detail)
+
+
+def _notes(lora: Path, notes_path: Path | None, lab: Lab, limits: Limits, sandbox: bool) -> ItemGrade:
+    if notes_path is None:
+        return _item(0.0, lab.notes.points, False, {"en": f"no notes file ({lab.notes_path})",
+                                                    "es": f"no hay archivo de notas ({lab.notes_path})"})  # fmt: skip
+    text, problem = read_text(notes_path, MAX_NOTES_BYTES, "the notes file")
+    if text is None:
+        return _item(0.0, lab.notes.points, False, _same(problem))
+    with overlaid_copy(lora) as workdir:
+        code, output = run_limited([sys.executable, "-m", "labkit.measure"], cwd=workdir, env=_env(workdir, sandbox),
+                                   timeout=120, limits=_no_test_timeout(limits), sandbox=[] if sandbox else None)  # fmt: skip
     try:
         measured = json.loads(output.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
         measured = {key: f"measuring crashed: {last_lines(output, 3)}" for key in lab.notes_keys}
-    problems = compare(parse_notes(text, lab.notes_keys), measured, lab.notes_keys)
-    good = sum(not p for p in problems.values())
-    detail = "\n".join(f"{k}: {p or 'ok'}" for k, p in problems.items())
+    parsed = parse_notes(text, lab.notes_keys)
+    judged = {lang: judge(parsed, measured, lab.notes_keys, lang) for lang in ("en", "es")}
+    good = sum(not problem for problem, _ in judged["en"].values())
+    detail = {lang: "\n".join(f"{k}: {line}" for k, (_, line) in j.items()) for lang, j in judged.items()}
     points = round(lab.notes.points * good / len(lab.notes_keys), 2)
-    return typecheck, ItemGrade(points, lab.notes.points, good == len(lab.notes_keys), detail)
+    return _item(points, lab.notes.points, good == len(lab.notes_keys), detail)
 
 
 def _no_test_timeout(limits: Limits) -> Limits:

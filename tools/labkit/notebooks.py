@@ -45,7 +45,9 @@ LABS = WORKBOOK_ROOT / "labs"
 SANITIZE = "labs/nbval-sanitize.cfg"
 FIRST_CALL_TAG = "lab-first-call"
 LANGUAGES = ("en", "es")
-NBVAL_ARGS = ("--nbval", "--nbval-current-env", "--nbval-sanitize-with", SANITIZE)
+#: nbval's arguments, as a student types them: pyproject's addopts block nbval's plugin (`-p no:nbval`,
+#: so a plain pytest does not pay for its imports) and `-p nbval`, later on the line, unblocks it.
+NBVAL_ARGS = ("-p", "nbval", "--nbval", "--nbval-current-env", "--nbval-sanitize-with", SANITIZE)
 # Two notebooks at a time; loadfile keeps each notebook's cells on one worker (one kernel).
 PARALLEL_ARGS = ("-n", "2", "--dist", "loadfile")
 CELL_TIMEOUT = 300  # seconds; every notebook is meant to run in seconds

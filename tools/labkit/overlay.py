@@ -198,27 +198,48 @@ def python_path(workdir: Path) -> str:
     return os.pathsep.join(filter(None, [str(workdir / "src"), os.environ.get("PYTHONPATH")]))
 
 
-#: Heavy plugins of the development environment, and the option that means a run needs each:
-#: nbval costs ~0.7 s and xdist ~0.2 s of imports at every pytest start, so they stay off otherwise.
+#: Heavy plugins, and the option that means a run needs each: a run gets `-p NAME` where its
+#: arguments hold the option and `-p no:NAME` elsewhere. nbval costs ~1.7 s of imports at every pytest
+#: start (nbformat, whose jsonschema builds a grammar) and xdist ~0.2 s. pyproject's addopts already
+#: block nbval (`-p no:nbval`); the `-p nbval` given here comes later on the command line and unblocks it.
 OPTIONAL_PLUGINS = {"nbval": "--nbval", "xdist": "-n"}
 
 
 def _unused_plugins_off(pytest_args: Sequence[str]) -> list[str]:
-    return [arg for name, flag in OPTIONAL_PLUGINS.items() if flag not in pytest_args
-            for arg in ("-p", f"no:{name}")]  # fmt: skip
+    """`-p no:NAME` for each optional plugin the run does not need, `-p NAME` for each it needs."""
+    return [arg for name, flag in OPTIONAL_PLUGINS.items()
+            for arg in ("-p", name if flag in pytest_args else f"no:{name}")]  # fmt: skip
 
 
 class _Watch:
     """Judges a run from outside its process: per-test time limit, end of the session."""
 
-    def __init__(self, reader: ReportReader, test_timeout_s: float | None) -> None:
+    def __init__(
+        self,
+        reader: ReportReader,
+        test_timeout_s: float | None,
+        progress: Callable[[tuple[TestOutcome, ...]], None] | None = None,
+    ) -> None:
         self.reader = reader
         self.limit = None if test_timeout_s is None else test_timeout_s + OUTSIDE_GRACE_S
         self.stopped: str | None = None  # the test stopped at its time limit
         self.lingered = False
+        self.progress = progress
+        self.reported = 0  # results handed to progress so far
+
+    def report(self) -> None:
+        """Hand the results read so far to progress, when there are new ones."""
+        if self.progress is None:
+            return
+        results = self.reader.results()
+        if len(results) != self.reported:
+            self.reported = len(results)
+            self.progress(tuple(TestOutcome(nodeid, tuple(r["blocks"]), r["outcome"], r["exc_type"], r["message"])
+                                for nodeid, r in results.items()))  # fmt: skip
 
     def __call__(self) -> str | None:
         self.reader.poll()
+        self.report()
         running = self.reader.running()
         now = time.monotonic()
         if self.limit is not None and running is not None and now - running[1] > self.limit:
@@ -241,6 +262,7 @@ def run_overlay(
     limits: Limits = Limits(),
     extra: Mapping[str, Path] | None = None,
     sandbox: bool = False,
+    progress: Callable[[tuple[TestOutcome, ...]], None] | None = None,
 ) -> OverlayRun:
     """Run the graded tests (or other tests of the copy) with candidate as src/minituner/lora.py.
 
@@ -250,7 +272,8 @@ def run_overlay(
     files to the copy (see overlaid_copy); sandbox runs it inside bubblewrap (submitted code).
     The report is read from outside as the run goes (labkit.report.ReportReader): a test over its
     time limit is stopped even if it ignores signals, and a process that outlives its session is
-    ended.
+    ended. progress, when given, is called with the tests' results so far each time there are new
+    ones, as the run goes (from the same reader, so only results that kept to the protocol).
     """
     with overlaid_copy(candidate, extra) as workdir:
         report_dir = workdir.parent / "report"
@@ -270,12 +293,13 @@ def run_overlay(
             **(env or {}),
             REPORT_ENV: str(reader.path),
         }
-        watch = _Watch(reader, limits.test_timeout_s)
+        watch = _Watch(reader, limits.test_timeout_s, progress)
         returncode, output = run_limited(
             command, cwd=workdir, env=run_env, timeout=timeout, limits=limits,
             sandbox=[report_dir] if sandbox else None, watch=watch,
         )  # fmt: skip
         reader.poll()
+        watch.report()
     return _overlay_run(candidate, reader, watch, returncode, output)
 
 

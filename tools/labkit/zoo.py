@@ -3,8 +3,9 @@
 Each variant lives in tools/zoo/bugs.toml as a list of exact text edits to solutions/lora.py, so
 it stays one mistake away from the reference and breaks loudly if the reference changes under it.
 Every variant is run through the overlay mechanism, exactly as a student's submission would be;
-it must fail at least one graded test, and the messages of its failures must mention its keyword
-(proof that the feedback points at the actual mistake).
+it must fail at least one graded test, and the failure that `check` shows first (first_shown) must
+mention its keyword: proof that the first feedback a student reads points at the actual mistake.
+A variant may also name tests that must catch it in every case, each with its own keyword (also).
 
     python -m labkit.zoo               run the zoo and print which tests catch each variant
     python -m labkit.zoo --write       ... and regenerate the instructors' tables in docs/
@@ -20,9 +21,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
-from labkit.overlay import WORKBOOK_ROOT, OverlayRun, run_overlay
+from labkit.labinfo import load_lab
+from labkit.overlay import WORKBOOK_ROOT, OverlayRun, TestOutcome, run_overlay
 from labkit.site import text_hash, with_translation_hash
 from labkit.tomlread import read_toml
 from labkit.verify import REFERENCE
@@ -34,6 +37,10 @@ TABLE_PATHS = {
 }
 
 
+#: How much of the first failure's message `check` shows.
+SHOWN_CHARS = 1500
+
+
 class ZooError(Exception):
     """The zoo file is malformed, or a variant's edit no longer applies to the reference."""
 
@@ -43,6 +50,8 @@ class Bug:
     """One classic mistake: id, block (A-E), description (en, es), keyword, text edits.
 
     withheld: the mistake also breaks the lab's code rule (labkit.rules), so grading withholds it.
+    also: (test name, keyword) pairs: every case of that test must fail, its message holding keyword
+    (for a test that the first-shown failure hides, but which must catch the mistake too).
     """
 
     id: str
@@ -52,6 +61,7 @@ class Bug:
     keyword: str
     edits: tuple[tuple[str, str], ...]
     withheld: bool = False
+    also: tuple[tuple[str, str], ...] = ()
 
     def apply(self, reference: str) -> str:
         """The reference source with this bug's edits applied; each must match exactly once."""
@@ -74,9 +84,36 @@ class ZooResult:
         return [o.name for o in self.run.not_passed]
 
     @property
-    def failure_text(self) -> str:
-        """What the student reads: the exception types and messages of the failing tests."""
-        return "\n".join(f"{o.exc_type}: {o.message}" for o in self.run.not_passed)
+    def first(self) -> TestOutcome | None:
+        """The failure the student reads first (see first_shown)."""
+        return first_shown(self.run)
+
+
+@cache
+def _lab_markers() -> tuple[str, ...]:
+    return tuple(block.marker for block in load_lab().blocks)
+
+
+def first_shown(run: OverlayRun, markers: Sequence[str] | None = None) -> TestOutcome | None:
+    """The one failure `check` shows for this run, or None when every block is done.
+
+    Mirrors check's choice (labkit.check.render over labkit.grading's blocks): blocks in lab order
+    (markers, default from labs/lab.toml); among those with a failure, the first that is not "not
+    started" (every failure a NotImplementedError, nothing passed), else the first of them; in it,
+    the first failure in collection order (run.outcomes are in collection order).
+    """
+    if markers is None:
+        markers = _lab_markers()
+    for started_only in (True, False):
+        for marker in markers:
+            mine = [o for o in run.outcomes if o.blocks and o.blocks[0] == marker]
+            failures = [o for o in mine if o.outcome != "passed"]
+            not_started = len(failures) == len(mine) and all(
+                o.exc_type == "NotImplementedError" for o in failures
+            )
+            if failures and not (started_only and not_started):
+                return failures[0]
+    return None
 
 
 def load_bugs(path: Path = ZOO_FILE) -> list[Bug]:
@@ -85,8 +122,9 @@ def load_bugs(path: Path = ZOO_FILE) -> list[Bug]:
     for entry in data.get("bug", []):
         try:
             edits = tuple((e["old"], e["new"]) for e in entry["edit"])
+            also = tuple((a["test"], a["keyword"]) for a in entry.get("also", []))
             bug = Bug(entry["id"], entry["block"], entry["mistake"], entry["mistake_es"],
-                      entry["keyword"], edits, bool(entry.get("withheld", False)))  # fmt: skip
+                      entry["keyword"], edits, bool(entry.get("withheld", False)), also)  # fmt: skip
         except KeyError as exc:
             raise ZooError(f"{path}: bug {entry.get('id', '?')} lacks {exc}") from exc
         if not edits:
@@ -114,19 +152,31 @@ def run_zoo(bugs: Sequence[Bug], jobs: int = 2) -> list[ZooResult]:
 
 
 def zoo_problems(results: Iterable[ZooResult]) -> list[str]:
-    """Variants that survive the graded suite, or whose feedback misses their keyword."""
+    """Variants that survive the graded suite, or whose first-shown failure misses their keyword.
+
+    Also those that a test named in their `also` does not catch in every case, with its keyword.
+    """
     problems = []
     for result in results:
         bug = result.bug
+        first = result.first
         if not result.run.outcomes:
             problems.append(f"{bug.id}: no graded test ran:\n{result.run.output[-2000:]}")
         elif not result.caught_by:
             problems.append(f"{bug.id}: survives the graded suite ({bug.mistake})")
-        elif bug.keyword.lower() not in result.failure_text.lower():
+        elif first is None:
+            problems.append(f"{bug.id}: no block shows a failure; failing: {result.caught_by}")
+        elif bug.keyword.lower() not in first.message.strip()[:SHOWN_CHARS].lower():
             problems.append(
-                f"{bug.id}: no failure message mentions {bug.keyword!r}; they say:\n"
-                + result.failure_text[:1500]
+                f"{bug.id}: the first failure shown, {first.name}, does not mention {bug.keyword!r}; "
+                f"it says:\n{first.exc_type}: {first.message[:1500]}"
             )
+        for test, keyword in bug.also:
+            cases = [o for o in result.run.outcomes if o.name.partition("[")[0] == test]
+            missed = [o.name for o in cases if o.outcome == "passed" or keyword.lower() not in o.message.lower()]
+            if not cases or missed:
+                problems.append(f"{bug.id}: {test} must fail in every case naming {keyword!r}; "
+                                f"it does not in {missed or 'any case (not collected)'}")  # fmt: skip
     return problems
 
 
@@ -141,20 +191,23 @@ _TABLE_TEXT = {
         "# Which test catches which mistake\n\n"
         "Generated by `python -m labkit.zoo --write` from a run of every variant of the bug zoo "
         "(`tools/zoo/bugs.toml`) through the grading overlay; do not edit by hand. Each variant is "
-        "the reference solution with one classic mistake. The keyword is a word that the failing "
-        "tests' messages must contain, so that the feedback names the mistake.\n\n"
+        "the reference solution with one classic mistake. The keyword is a word that the message of "
+        "the first failure shown (the one `check` shows a student) must contain, so that the first "
+        "feedback names the mistake.\n\n"
         "{count} variants, all caught.\n\n"
-        "| variant | block | mistake | keyword | caught by |\n|---|---|---|---|---|\n"
+        "| variant | block | mistake | keyword | first failure shown | caught by |\n"
+        "|---|---|---|---|---|---|\n"
     ),
     "es": (
         "# Qué test detecta cada error\n\n"
         "Generado por `python -m labkit.zoo --write` a partir de una ejecución de cada variante del "
         "zoológico de errores (`tools/zoo/bugs.toml`) a través del mecanismo de corrección; no se "
         "edita a mano. Cada variante es la solución de referencia con un error clásico. La palabra "
-        "clave debe aparecer en los mensajes de los tests que fallan, para que la retroalimentación "
-        "nombre el error.\n\n"
+        "clave debe aparecer en el mensaje del primer fallo mostrado (el que `check` muestra al "
+        "estudiante), para que la primera retroalimentación nombre el error.\n\n"
         "{count} variantes, todas detectadas.\n\n"
-        "| variante | bloque | error | palabra clave | detectada por |\n|---|---|---|---|---|\n"
+        "| variante | bloque | error | palabra clave | primer fallo mostrado | detectada por |\n"
+        "|---|---|---|---|---|---|\n"
     ),
 }
 
@@ -164,8 +217,9 @@ def render_table(results: Sequence[ZooResult], lang: str) -> str:
     for result in results:
         bug = result.bug
         mistake = bug.mistake if lang == "en" else bug.mistake_es
+        first = f"`{result.first.name}`" if result.first else ""
         rows.append(
-            f"| `{bug.id}` | {bug.block} | {mistake} | `{bug.keyword}` | {_catching_tests(result)} |"
+            f"| `{bug.id}` | {bug.block} | {mistake} | `{bug.keyword}` | {first} | {_catching_tests(result)} |"
         )
     table = _TABLE_TEXT[lang].format(count=len(results)) + "\n".join(rows) + "\n"
     if lang == "en":
@@ -186,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run_zoo(bugs, jobs=args.jobs)
     for result in results:
         caught = len(result.caught_by)
-        print(f"{result.bug.id:32} caught by {caught:3} tests: {_catching_tests(result)}")
+        first = result.first.name if result.first else "-"
+        print(f"{result.bug.id:32} caught by {caught:3} tests, first shown {first}: {_catching_tests(result)}")
     problems = zoo_problems(results)
     for problem in problems:
         print(f"PROBLEM {problem}")

@@ -14,8 +14,10 @@ This notebook runs **your** `LoRALinear` (from `src/minituner/lora.py`) and prin
 tests check: the output difference at init, the trainable parameters, where gradients flow, the
 freeze surviving `.to()`, `.train()` and `.eval()`, and dropout being off in eval mode.
 
-Until block A is written, the first cell that builds a `LoRALinear` stops with the
-`NotImplementedError` of your stub. When your outputs match the stored ones (`pytest --nbval`),
+Until block A is written, the first cell that builds a `LoRALinear` fails with the
+`NotImplementedError` of your stub (in Jupyter, Run All stops there). nbval runs every cell, so it also fails the cells
+that depend on that one: read the first failure, which `check --notebooks` shows. When your outputs
+match the stored ones (`check --notebooks` reports no failure),
 your block A behaves like the reference.
 """,
         es="""
@@ -26,9 +28,10 @@ los tests calificados: la diferencia de salida en la inicialización, los parám
 dónde fluyen los gradientes, la congelación que sobrevive a `.to()`, `.train()` y `.eval()`, y el
 dropout apagado en modo eval.
 
-Mientras el bloque A no esté escrito, la primera celda que construye un `LoRALinear` se detiene con
-el `NotImplementedError` de tu esqueleto. Cuando tus salidas coinciden con las guardadas
-(`pytest --nbval`), tu bloque A se comporta como la referencia.
+Mientras el bloque A no esté escrito, la primera celda que construye un `LoRALinear` falla con el
+`NotImplementedError` de tu esqueleto (en Jupyter, ejecutar todo se detiene ahí). nbval ejecuta todas las celdas, así que también da por fallidas
+las que dependen de esa: lee el primer fallo, que `check --notebooks` te muestra. Cuando tus salidas
+coinciden con las guardadas (`check --notebooks` no señala ningún fallo), tu bloque A se comporta como la referencia.
 """,
     ),
     code(

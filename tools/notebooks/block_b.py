@@ -20,8 +20,10 @@ model; here a MiniGPT pre-trained for a few seconds stands in for it. It first l
 of a tiny text (a small town and its weather), then a LoRA adapter teaches it the other half
 (kitchen recipes) while its own weights stay frozen.
 
-Until block B is written, the first cell that calls `wrap_minigpt_with_lora` stops with the
-`NotImplementedError` of your stub. When your outputs match the stored ones (`pytest --nbval`),
+Until block B is written, the first cell that calls `wrap_minigpt_with_lora` fails with the
+`NotImplementedError` of your stub (in Jupyter, Run All stops there). nbval runs every cell, so it also fails the cells
+that depend on that one: read the first failure, which `check --notebooks` shows. When your outputs
+match the stored ones (`check --notebooks` reports no failure),
 your block B behaves like the reference.
 """,
         es="""
@@ -37,9 +39,10 @@ un modelo grande ya preentrenado; aquí hace ese papel un MiniGPT preentrenado d
 Primero aprende de una mitad de un texto diminuto (un pueblo y su clima) y después un adaptador LoRA
 le enseña la otra mitad (recetas de cocina) mientras sus propios pesos siguen congelados.
 
-Mientras el bloque B no esté escrito, la primera celda que llama a `wrap_minigpt_with_lora` se
-detiene con el `NotImplementedError` de tu esqueleto. Cuando tus salidas coinciden con las guardadas
-(`pytest --nbval`), tu bloque B se comporta como la referencia.
+Mientras el bloque B no esté escrito, la primera celda que llama a `wrap_minigpt_with_lora` falla
+con el `NotImplementedError` de tu esqueleto (en Jupyter, ejecutar todo se detiene ahí). nbval ejecuta todas las celdas, así que también da por fallidas
+las que dependen de esa: lee el primer fallo, que `check --notebooks` te muestra. Cuando tus salidas
+coinciden con las guardadas (`check --notebooks` no señala ningún fallo), tu bloque B se comporta como la referencia.
 """,
     ),
     code(

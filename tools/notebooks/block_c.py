@@ -17,8 +17,11 @@ dict, how small it is, that it comes back exactly (into the same model and into 
 that a bad adapter is rejected without touching the model.
 
 Until blocks B and C are written, the first cell that wraps a model (or, after block B, the first
-that calls your block C functions) stops with the `NotImplementedError` of your stub. When your
-outputs match the stored ones (`pytest --nbval`), your block C behaves like the reference.
+that calls your block C functions) fails with the
+`NotImplementedError` of your stub (in Jupyter, Run All stops there). nbval runs every cell, so it
+also fails the cells that depend on that one: read the first failure, which `check --notebooks`
+shows. When your outputs match the stored ones (`check --notebooks` reports no failure), your
+block C behaves like the reference.
 """,
         es="""
 # Bloque C — guardar y cargar un adaptador
@@ -30,9 +33,10 @@ state dict del adaptador, lo pequeño que es, que vuelve exactamente igual (al m
 nuevo) y que un adaptador defectuoso se rechaza sin tocar el modelo.
 
 Mientras los bloques B y C no estén escritos, la primera celda que envuelve un modelo (o, una vez
-hecho el bloque B, la primera que llama a tus funciones del bloque C) se detiene con el
-`NotImplementedError` de tu esqueleto. Cuando tus salidas coinciden con las guardadas
-(`pytest --nbval`), tu bloque C se comporta como la referencia.
+hecho el bloque B, la primera que llama a tus funciones del bloque C) falla con el
+`NotImplementedError` de tu esqueleto (en Jupyter, ejecutar todo se detiene ahí). nbval ejecuta todas las celdas, así que también da por fallidas
+las que dependen de esa: lee el primer fallo, que `check --notebooks` te muestra. Cuando tus salidas
+coinciden con las guardadas (`check --notebooks` no señala ningún fallo), tu bloque C se comporta como la referencia.
 """,
     ),
     code(
@@ -350,14 +354,14 @@ print("logits still those of the saved adapter, max |difference|:", max_diff(log
 ## The messages
 
 The messages of the reference solution, one problem per line. Your wording may differ, so this one
-cell's output is not compared by `pytest --nbval` (its `nbval-ignore-output` tag); what counts is the
+cell's output is not compared by nbval (its `nbval-ignore-output` tag); what counts is the
 table above: a `ValueError` that names the keys. Write messages a tired colleague could act on.
 """,
         es="""
 ## Los mensajes
 
 Los mensajes de la solución de referencia, un problema por línea. Tu redacción puede ser otra,
-así que la salida de esta celda no la compara `pytest --nbval` (por su etiqueta
+así que la salida de esta celda no la compara nbval (por su etiqueta
 `nbval-ignore-output`); lo que cuenta es la tabla de arriba: un `ValueError` que nombra las claves.
 Escribe mensajes con los que una colega cansada pueda actuar.
 """,

@@ -17,9 +17,10 @@ and after the merge agree up to float rounding, both factors are zero afterwards
 `requires_grad` flag changed, a second merge does nothing, and a fresh adapter can start on top of
 the merged weight. Last, it merges every adapter of a wrapped MiniGPT.
 
-Until block A is written, the first cell that builds a `LoRALinear` stops with the
-`NotImplementedError` of your stub; until block D is, the first cell that calls `merge_` does. When
-your outputs match the stored ones (`pytest --nbval`), your block D behaves like the reference.
+Until block A is written, the first cell that builds a `LoRALinear` fails with the
+`NotImplementedError` of your stub (in Jupyter, Run All stops there); until block D is, the first cell that calls `merge_` does. nbval runs every cell, so it also fails the cells
+that depend on that one: read the first failure, which `check --notebooks` shows. When your outputs
+match the stored ones (`check --notebooks` reports no failure), your block D behaves like the reference.
 """,
         es="""
 # Bloque D — fusionar un adaptador con su base
@@ -32,9 +33,11 @@ redondeo en coma flotante, los dos factores valen cero al terminar, ningún indi
 `requires_grad` ha cambiado, una segunda fusión no hace nada y un adaptador nuevo puede empezar
 encima del peso fusionado. Por último, fusiona todos los adaptadores de un MiniGPT envuelto.
 
-Mientras el bloque A no esté escrito, la primera celda que construye un `LoRALinear` se detiene con
-el `NotImplementedError` de tu esqueleto; mientras no lo esté el bloque D, se detiene la primera que
-llama a `merge_`. Cuando tus salidas coinciden con las guardadas (`pytest --nbval`), tu bloque D se
+Mientras el bloque A no esté escrito, la primera celda que construye un `LoRALinear` falla con el
+`NotImplementedError` de tu esqueleto (en Jupyter, ejecutar todo se detiene ahí); mientras no lo esté el bloque D, falla la primera que
+llama a `merge_`. nbval ejecuta todas las celdas, así que también da por fallidas
+las que dependen de esa: lee el primer fallo, que `check --notebooks` te muestra. Cuando tus salidas
+coinciden con las guardadas (`check --notebooks` no señala ningún fallo), tu bloque D se
 comporta como la referencia.
 """,
     ),

@@ -16,8 +16,10 @@ autograd in your code: you write the loss, its gradient and the gradient-descent
 Here we check your gradients against PyTorch's autograd, train an adapter, compare it with the best
 fit any weight could reach, and try the edge cases the graded tests try.
 
-Until block E is written, the first cell that calls `lora_regression_grads` stops with the
-`NotImplementedError` of your stub. When your outputs match the stored ones (`pytest --nbval`),
+Until block E is written, the first cell that calls `lora_regression_grads` fails with the
+`NotImplementedError` of your stub (in Jupyter, Run All stops there). nbval runs every cell, so it also fails the cells
+that depend on that one: read the first failure, which `check --notebooks` shows. When your outputs
+match the stored ones (`check --notebooks` reports no failure),
 your block E behaves like the reference.
 """,
         es="""
@@ -30,9 +32,10 @@ escribes tú. Aquí comprobamos tus gradientes contra el autograd de PyTorch, en
 lo comparamos con el mejor ajuste que podría alcanzar cualquier peso y probamos los casos límite que
 prueban los tests calificados.
 
-Mientras el bloque E no esté escrito, la primera celda que llama a `lora_regression_grads` se detiene
-con el `NotImplementedError` de tu esqueleto. Cuando tus salidas coinciden con las guardadas
-(`pytest --nbval`), tu bloque E se comporta como la referencia.
+Mientras el bloque E no esté escrito, la primera celda que llama a `lora_regression_grads` falla
+con el `NotImplementedError` de tu esqueleto (en Jupyter, ejecutar todo se detiene ahí). nbval ejecuta todas las celdas, así que también da por fallidas
+las que dependen de esa: lee el primer fallo, que `check --notebooks` te muestra. Cuando tus salidas
+coinciden con las guardadas (`check --notebooks` no señala ningún fallo), tu bloque E se comporta como la referencia.
 """,
     ),
     code(

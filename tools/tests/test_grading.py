@@ -186,11 +186,15 @@ def _check(*args: str, lang_env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "labkit.check", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_check_reports_progress_in_the_users_language() -> None:
-    done = _check(lang_env="es_ES.UTF-8")  # the workbook's own lora.py: the stubs
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "sin empezar" in done.stdout and "Block A: LoRALinear.__init__ is not implemented yet" in done.stdout
+def test_check_gives_hints_in_the_users_language() -> None:
+    # A whole `check` run, its progress and its languages: tools/tests/test_check.py.
     hint = _check("--hint", "e", lang_env="C.UTF-8")
-    assert hint.returncode == 0 and load_lab().block("E").hint["en"] in hint.stdout
+    words = " ".join(load_lab().block("E").hint["en"].split())
+    assert hint.returncode == 0 and " ".join(hint.stdout.split()).endswith(words), hint.stdout
+    assert max(len(line) for line in hint.stdout.splitlines()) <= 88, "hints are wrapped"
+    pista = _check("--hint", "A", lang_env="es_ES.UTF-8")
+    assert pista.returncode == 0 and pista.stdout.startswith("Pista para el bloque A")
     bad = _check("--hint", "Z", lang_env="C.UTF-8")
     assert bad.returncode == 2 and "no block 'Z'" in bad.stderr
+    bad_notebook = _check("--notebooks", "Z", lang_env="C.UTF-8")
+    assert bad_notebook.returncode == 2 and "no block 'Z'" in bad_notebook.stderr

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from labkit.overlay import OverlayRun
+from labkit.overlay import TestOutcome as Outcome  # not collected as a test class
 from labkit.verify import REFERENCE
-from labkit.zoo import TABLE_PATHS, Bug, ZooError, ZooResult, load_bugs, render_table, run_zoo, zoo_problems
+from labkit.zoo import (
+    TABLE_PATHS,
+    Bug,
+    ZooError,
+    ZooResult,
+    first_shown,
+    load_bugs,
+    render_table,
+    run_zoo,
+    zoo_problems,
+)
 
 MIN_VARIANTS = 30
 
@@ -46,3 +60,56 @@ def test_surviving_variant_is_reported() -> None:
     noop = Bug("noop", "A", "no mistake at all", "ninguno", "k", (("import math\n", "import math\n"),))
     (result,) = run_zoo([noop], jobs=1)
     assert zoo_problems([result]) == ["noop: survives the graded suite (no mistake at all)"]
+
+
+# ---------------------------------------------------------------- the first failure shown, on made-up runs
+def outcome(name: str, block: str, result: str = "passed", message: str = "", exc_type: str | None = None) -> Outcome:
+    exc = exc_type or (None if result == "passed" else "AssertionError")
+    return Outcome(f"tests/test_minituner.py::{name}", (block,), result, exc, message)
+
+
+def made_up(*outcomes: Outcome, keyword: str = "zeros", also: tuple[tuple[str, str], ...] = ()) -> ZooResult:
+    bug = Bug("made-up", "A", "a made-up mistake", "un error inventado", keyword, (("x", "y"),), also=also)
+    return ZooResult(bug, OverlayRun(Path("made-up.py"), outcomes, 1, ""))
+
+
+def test_first_shown_is_checks_choice() -> None:
+    # Lab order of the blocks, not the order of the run; in a block, collection order; a block whose
+    # every failure is the stubs' NotImplementedError ("not started") is skipped while another fails.
+    run = made_up(
+        outcome("test_b1", "block_b", "failed", "B's first"),
+        outcome("test_a1", "block_a", "failed", "Block A: not implemented", "NotImplementedError"),
+        outcome("test_c1", "block_c"),
+        outcome("test_c2", "block_c", "failed", "C's first"),
+        outcome("test_c3", "block_c", "failed", "C's second"),
+    ).run
+    assert first_shown(run, ["block_a", "block_b", "block_c"]).name == "test_b1"  # type: ignore[union-attr]
+    assert first_shown(run, ["block_c", "block_b", "block_a"]).name == "test_c2"  # type: ignore[union-attr]
+    only_stubs = made_up(outcome("test_a1", "block_a", "failed", "Block A", "NotImplementedError")).run
+    assert first_shown(only_stubs, ["block_a"]).name == "test_a1"  # type: ignore[union-attr]
+    assert first_shown(made_up(outcome("test_a1", "block_a")).run, ["block_a"]) is None
+
+
+def test_keyword_only_in_a_later_failure_is_reported() -> None:
+    # The mistake is named, but only by a failure the student does not see first: that is a problem.
+    later = made_up(
+        outcome("test_lora_init_identity", "block_a", "failed", "output differs from base(x)"),
+        outcome("test_lora_init_identity_factors", "block_a", "failed", "lora_B must start at zeros"),
+    )
+    (problem,) = zoo_problems([later])
+    assert problem.startswith("made-up: the first failure shown, test_lora_init_identity, does not mention 'zeros'")
+    first = made_up(*reversed(later.run.outcomes))
+    assert zoo_problems([first]) == []
+
+
+def test_also_needs_every_case_failing_with_its_keyword() -> None:
+    also = (("test_rejects", "nothing may be copied"),)
+    cases = [outcome("test_first", "block_c", "failed", "zeros")] + [
+        outcome(f"test_rejects[{how}]", "block_c", "failed", "nothing may be copied") for how in ("a", "b")
+    ]
+    assert zoo_problems([made_up(*cases, also=also)]) == []
+    one_passes = [*cases[:2], outcome("test_rejects[b]", "block_c")]
+    (problem,) = zoo_problems([made_up(*one_passes, also=also)])
+    assert "['test_rejects[b]']" in problem
+    wrong_words = [*cases[:2], outcome("test_rejects[b]", "block_c", "failed", "name every key")]
+    assert zoo_problems([made_up(*wrong_words, also=also)]) == [problem]

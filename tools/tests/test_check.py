@@ -1,0 +1,179 @@
+"""The student's `check` (labkit.check) and the notes file's parser (labkit.measure).
+
+The parser, the cleaning of failure messages and the wrapping are unit tests (no subprocess); two
+end-to-end runs of `check` on the workbook's own lora.py (the stubs) check the progress lines, the
+Spanish notebook names and `check --notebooks`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from labkit import overlay
+from labkit.check import WIDTH, cell_error, notebook_path, notebook_report, wrap
+from labkit.grading import ItemGrade, failure_message, grade_from_json
+from labkit.labinfo import load_lab
+from labkit.measure import EXPECTED_PARAMS, compare, judge, parse_notes, read_number
+from labkit.overlay import WORKBOOK_ROOT
+
+KEYS = ("initial_output_diff", "merge_diff", "trainable_params")
+GOOD = {"initial_output_diff": 0.0, "merge_diff": 6.6e-07, "trainable_params": EXPECTED_PARAMS}
+
+
+# ----------------------------------------------------------------------------- the notes file
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1024", 1024.0),
+        ("1,024", 1024.0),
+        ("1024.0", 1024.0),
+        ("7.1e-07", 7.1e-07),
+        ("~7e-7", 7e-07),
+        ("≈ 7e-7", 7e-07),
+        ("**6.6e-07**", 6.6e-07),
+        ("`0.0`", 0.0),
+        ("0,0", 0.0),
+        ("7.1 × 10^-7", 7.1e-07),
+        ("6.6e-07 (after merge_)", 6.6e-07),
+        ("6.6e-07.", 6.6e-07),
+        ("xyz", None),
+        ("", None),
+        ("1.2.3", None),
+        ("12abc", None),
+    ],
+)
+def test_read_number(text: str, value: float | None) -> None:
+    assert read_number(text) == value
+
+
+def test_parse_notes_accepts_markdown_case_and_separators() -> None:
+    text = """# My notes
+
+- **Initial_Output_Diff**: 0.0
+* `merge_diff: ~7e-7`
+> TRAINABLE_PARAMS = 1,024
+merge_diff: 1.0   (a later line for the same key is ignored)
+"""
+    assert parse_notes(text, KEYS) == {"initial_output_diff": 0.0, "merge_diff": 7e-07, "trainable_params": 1024.0}
+    assert all(p == "" for p in compare(parse_notes(text, KEYS), GOOD, KEYS).values())
+
+
+def test_an_unreadable_value_is_named() -> None:
+    notes = parse_notes("merge_diff: xyz\ntrainable_params: 1024\n", KEYS)
+    assert notes["merge_diff"] == "xyz"
+    problems = compare(notes, GOOD, KEYS)
+    assert problems["merge_diff"] == "could not read the value 'xyz' of merge_diff: write a number, e.g. 6.6e-07"
+    assert problems["trainable_params"] == ""
+    assert "initial_output_diff: <value>" in problems["initial_output_diff"]
+    es = compare(notes, GOOD, KEYS, "es")
+    assert es["merge_diff"] == "no se pudo leer el valor 'xyz' de merge_diff: escribe un número, p. ej. 6.6e-07"
+    # A readable line wins over an unreadable one for the same key.
+    assert parse_notes("merge_diff: n/a\nmerge_diff: 3e-8\n", KEYS) == {"merge_diff": 3e-8}
+
+
+def test_every_message_says_what_was_read_and_what_was_expected() -> None:
+    notes: dict[str, float | str] = {"initial_output_diff": 0.5, "merge_diff": 0.01, "trainable_params": 1.0}
+    measured = {"initial_output_diff": 0.0, "merge_diff": 3e-8, "trainable_params": 1024}
+    for lang in ("en", "es"):
+        for key, (problem, line) in judge(notes, measured, KEYS, lang).items():
+            assert problem and line == problem
+            assert f"{notes[key]:g}" in problem, problem  # what was read
+            assert re.search(r"0\.0|1e-05|1024", problem), problem  # what was expected
+    ok = judge({**GOOD, "trainable_params": 1024.0}, GOOD, KEYS)
+    assert [line for _, line in ok.values()] == ["ok (0)", "ok (6.6e-07)", "ok (1024)"]
+    crashed = compare(GOOD, {"initial_output_diff": "NotImplementedError: Block A"}, KEYS)
+    assert "NotImplementedError: Block A" in crashed["initial_output_diff"]
+
+
+def test_item_detail_follows_the_language_and_old_results_still_load() -> None:
+    item = ItemGrade(0.0, 5.0, False, "no notes file (x)", {"en": "no notes file (x)", "es": "no hay archivo de notas (x)"})
+    assert item.text("es") == "no hay archivo de notas (x)" and item.text("en") == "no notes file (x)"
+    old = {"points": 0.0, "max_points": 5.0, "ok": False, "detail": "merge_diff: ok"}  # written before `details`
+    data = {"name": "x", "blocks": [], "typecheck": old, "notes": old, "problem": "", "seconds": 1.0, "tests": []}
+    grade = grade_from_json(data)
+    assert grade.notes.text("es") == "merge_diff: ok"
+    assert grade_from_json(grade.to_json()).notes == grade.notes
+
+
+# ----------------------------------------------------------------------------- messages
+def test_failure_message_keeps_only_the_tests_own_message() -> None:
+    pytest_text = (
+        "Rule A1: at init the layer must equal its base layer.\nMost likely cause: lora_B is not zero.\n"
+        "assert False\n + where False = <function allclose at 0x7f3a2c>(tensor([[0.1]]), tensor([[0.2]]))\n"
+        " +   where <function allclose at 0x7f3a2c> = np.allclose"
+    )
+    assert failure_message(pytest_text, "AssertionError") == (
+        "Rule A1: at init the layer must equal its base layer.\nMost likely cause: lora_B is not zero."
+    )
+    bare = "assert 3 == 4\n +  where 3 = len([1, 2, 3])"
+    assert failure_message(bare, "AssertionError") == "assert 3 == 4"
+    other = "Block A: LoRALinear.__init__ is not implemented yet\nassert this stays"
+    assert failure_message(other, "NotImplementedError") == other
+    assert failure_message("shapes differ", "AssertionError") == "shapes differ"
+
+
+def test_hints_are_wrapped() -> None:
+    for block in load_lab().blocks:
+        for lang in ("en", "es"):
+            text = wrap(block.hint[lang])
+            assert all(len(line) <= WIDTH for line in text.splitlines()), text
+            assert text.split() == block.hint[lang].split()
+
+
+def test_notebook_names_and_cell_errors() -> None:
+    lab = load_lab()
+    assert notebook_path(lab.block("A"), "es") == "labs/block_a_identity.es.ipynb"
+    assert notebook_path(lab.block("A"), "en") == "labs/block_a_identity.ipynb"
+    message = (
+        "Cell execution caused an exception\n\n-----\nNotImplementedError                       Traceback "
+        "(most recent call last)\nCell In[1], line 1\n----> 1 f(x)\n\nFile lora.py:155, in f(x)\n--> 155 "
+        'raise NotImplementedError("Block E: f is not implemented yet")\n\n'
+        "\x1b[31mNotImplementedError\x1b[39m: Block E: f is not implemented yet"
+    )
+    assert cell_error(message) == "NotImplementedError: Block E: f is not implemented yet"
+    outcomes = [
+        overlay.TestOutcome("labs/block_e_regression.ipynb::Cell 0", (), "passed", None, ""),
+        overlay.TestOutcome("labs/block_e_regression.ipynb::Cell 3", (), "failed", "NbCellError", "later"),
+        overlay.TestOutcome("labs/block_e_regression.ipynb::Cell 2", (), "failed", "NbCellError", message),
+    ]
+    line = notebook_report("labs/block_e_regression.ipynb", outcomes, "en")
+    assert line == "block_e_regression.ipynb: cell 3 failed: NotImplementedError: Block E: f is not implemented yet"
+    assert notebook_report("labs/x.es.ipynb", outcomes[:1], "es") == "x.es.ipynb: bien (1 celdas)"
+
+
+# ----------------------------------------------------------------------------- end to end
+def _check(*args: str, lang_env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LANG": lang_env, "LANGUAGE": "", "LC_ALL": ""}
+    return subprocess.run([sys.executable, "-m", "labkit.check", *args], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=WORKBOOK_ROOT)  # fmt: skip
+
+
+def test_check_shows_progress_per_block_in_spanish() -> None:
+    run = _check(lang_env="es_ES.UTF-8")  # the workbook's own lora.py: the stubs
+    assert run.returncode == 1, run.stdout + run.stderr
+    lab = load_lab()
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("Calificando tu lora.py"), run.stdout
+    progress = [i for i, line in enumerate(lines) for b in lab.blocks if line.startswith(f"  {b.id}  {b.title['es']}")]
+    assert len(progress) == len(lab.blocks) and progress == sorted(progress), run.stdout
+    table = next(i for i, line in enumerate(lines) if "0 / 100 puntos" in line)
+    mypy = next(i for i, line in enumerate(lines) if line.startswith("  mypy --strict"))
+    notes = next(i for i, line in enumerate(lines) if line.startswith("  archivo de notas"))
+    assert progress[-1] < mypy < notes < table, run.stdout
+    assert "sin empezar" in run.stdout and "Block A: LoRALinear.__init__ is not implemented yet" in run.stdout
+    assert "Notebook del bloque: labs/block_a_identity.es.ipynb" in run.stdout
+    assert "block_a_identity.ipynb" not in run.stdout
+    assert "todavía ningún test evaluable" in run.stdout and "no hay archivo de notas" in run.stdout
+
+
+def test_check_notebooks_names_the_first_failing_cell() -> None:
+    run = _check("--notebooks", "E", lang_env="C.UTF-8")
+    assert run.returncode == 1, run.stdout + run.stderr
+    match = re.search(r"^block_e_regression\.ipynb: cell (\d+) failed: NotImplementedError: Block E: .*$", run.stdout, re.M)
+    assert match, run.stdout
+    assert "\x1b[" not in run.stdout and "Traceback" not in run.stdout
+    assert "block_a_identity.ipynb:" not in run.stdout  # only the block asked for
