@@ -32,7 +32,7 @@ from labkit.grading import (
     grade_submission,
 )
 from labkit.labinfo import Block, Lab, load_lab, user_language
-from labkit.overlay import WORKBOOK_ROOT, TestOutcome, run_overlay
+from labkit.overlay import WORKBOOK_ROOT, TestOutcome, last_lines, run_overlay
 from labkit.report import ANSI_ESCAPE
 from labkit.submission import Submission
 
@@ -199,7 +199,7 @@ def run_notebooks(lora: Path, paths: Sequence[str], lang: str) -> dict[str, str]
     show(run.outcomes, final=True)
     print(t["nb_cells"], flush=True)
     if not run.outcomes:
-        print(_indent(_last_lines(_clean(run.output), 8)), flush=True)
+        print(_indent(last_lines(_clean(run.output), 8)), flush=True)
     return lines
 
 
@@ -226,7 +226,7 @@ def notebook_report(path: str, outcomes: Sequence[TestOutcome], lang: str) -> st
     cell = _cell_index(failed.nodeid) + 1
     message = _clean(failed.message)
     if message.startswith("Cell outputs differ"):
-        diff = _last_lines(message.partition("\n")[2], 6)
+        diff = last_lines(message.partition("\n")[2], 6)
         return t["nb_differs"].format(notebook=name, cell=cell) + "\n" + _indent(diff)
     return t["nb_failed"].format(notebook=name, cell=cell, error=cell_error(message))
 
@@ -238,10 +238,6 @@ def _cell_index(nodeid: str) -> int:
 
 def _clean(text: str) -> str:
     return ANSI_ESCAPE.sub("", text)
-
-
-def _last_lines(text: str, n: int) -> str:
-    return "\n".join(line[:200] for line in text.strip().splitlines()[-n:])
 
 
 def cell_error(message: str, max_lines: int = 4) -> str:
@@ -256,7 +252,7 @@ def cell_error(message: str, max_lines: int = 4) -> str:
     found = [i for i, line in enumerate(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line)]
     if found:
         return "\n".join(line[:300] for line in lines[found[-1]:found[-1] + max_lines]).strip()
-    return _last_lines("\n".join(lines), 2)
+    return last_lines("\n".join(lines), 2)
 
 
 # ----------------------------------------------------------------------------- the command
