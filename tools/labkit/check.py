@@ -89,11 +89,6 @@ _TEXT: dict[str, dict[str, str]] = {
 }
 
 
-def notebook_path(block: Block, lang: str) -> str:
-    """The block's notebook in the language: labs/x.ipynb, or its twin labs/x.es.ipynb."""
-    return block.notebook if lang == "en" else re.sub(r"\.ipynb$", f".{lang}.ipynb", block.notebook)
-
-
 def wrap(text: str, indent: str = "") -> str:
     """text wrapped at WIDTH columns, paragraph by paragraph (its own line breaks kept)."""
     return "\n".join(
@@ -126,7 +121,7 @@ def render(grade: Grade, lab: Lab, lang: str) -> str:
         failure = block.failures[0]
         message = failure_message(failure.message, failure.exc_type).strip()[:1500]
         lines += [t["first"].format(block=block.id, test=failure.name), "", _indent(message), ""]
-        lines.append(t["notebook"].format(notebook=notebook_path(lab.block(block.id), lang), block=block.id))
+        lines.append(t["notebook"].format(notebook=lab.block(block.id).notebook_in(lang), block=block.id))
         lines.append(t["next"].format(block=block.id))
     for item in (grade.typecheck, grade.notes):
         if not item.ok and item.text(lang):
@@ -168,7 +163,7 @@ def run_once(lab: Lab, lang: str, notebooks: Sequence[Block] = ()) -> Grade:
     print("\n" + render(grade, lab, lang), flush=True)
     if notebooks:
         print()
-        run_notebooks(lora, [notebook_path(b, lang) for b in notebooks], lang)
+        run_notebooks(lora, [b.notebook_in(lang) for b in notebooks], lang)
     return grade
 
 

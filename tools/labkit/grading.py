@@ -191,7 +191,7 @@ def grade_submission(
     """
     lab = load_lab()
     start = time.monotonic()
-    source, problem = _source(submission)
+    source, problem = _source(submission, lab)
     violations: list[dict[str, object]] = []
     outcomes: dict[str, TestOutcome] = {}
     typecheck = ItemGrade(0.0, lab.typecheck.points, False, problem)
@@ -285,12 +285,11 @@ class _Background:
         return self.value
 
 
-def _source(submission: Submission) -> tuple[str | None, str]:
+def _source(submission: Submission, lab: Lab) -> tuple[str | None, str]:
     """The submission's lora.py as text, or the problem that stops its grading."""
     if submission.problem:
         return None, submission.problem
     if submission.lora is None:
-        lab = load_lab()
         return None, f"no lora.py found (looked for {lab.submission} and lora.py)"
     return read_text(submission.lora, MAX_SOURCE_BYTES, "lora.py")
 
@@ -432,7 +431,7 @@ def grade_from_json(data: Mapping[str, object]) -> Grade:
     """The inverse of Grade.to_json, for merging shards."""
     d = dict(data)
     blocks = [
-        BlockGrade(**{**b, "failures": [TestResult(**t) for t in b["failures"]]})  # type: ignore[arg-type]
+        BlockGrade(**{**b, "failures": [TestResult(**t) for t in b["failures"]]})
         for b in d["blocks"]  # type: ignore[attr-defined]
     ]
     return Grade(

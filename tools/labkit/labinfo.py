@@ -26,8 +26,12 @@ class Block:
     marker: str  # "block_a"
     points: float
     title: dict[str, str]
-    notebook: str
+    notebook: str  # the English notebook; NAME.es.ipynb beside it is the Spanish twin
     hint: dict[str, str]
+
+    def notebook_in(self, lang: str) -> str:
+        """The block's notebook (relative to the workbook) in lang."""
+        return self.notebook if lang == "en" else self.notebook.removesuffix(".ipynb") + f".{lang}.ipynb"
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from labkit.report import REPORT_ENV, ReportReader
 from labkit.sandbox import sandboxed
@@ -234,8 +235,7 @@ class _Watch:
         results = self.reader.results()
         if len(results) != self.reported:
             self.reported = len(results)
-            self.progress(tuple(TestOutcome(nodeid, tuple(r["blocks"]), r["outcome"], r["exc_type"], r["message"])
-                                for nodeid, r in results.items()))  # fmt: skip
+            self.progress(tuple(_outcome(record) for record in results.values()))
 
     def __call__(self) -> str | None:
         self.reader.poll()
@@ -311,8 +311,7 @@ def _overlay_run(candidate: Path, reader: ReportReader, watch: _Watch, returncod
     ]
     for nodeid, blocks in reader.tests().items():
         if nodeid in results:
-            r = results[nodeid]
-            outcomes.append(TestOutcome(nodeid, tuple(blocks), r["outcome"], r["exc_type"], r["message"]))
+            outcomes.append(_outcome(results[nodeid]))
         elif nodeid == watch.stopped:
             message = (f"Timeout: the test ran over its time limit and was stopped from outside the test process "
                        f"(an endless loop, or a wait that ignores signals?)\n{last_lines(output)}")  # fmt: skip
@@ -324,6 +323,11 @@ def _overlay_run(candidate: Path, reader: ReportReader, watch: _Watch, returncod
         else:
             outcomes.append(TestOutcome(nodeid, tuple(blocks), "not run", None, "the test did not run"))
     return OverlayRun(candidate, tuple(outcomes), returncode, output, tuple(reader.evidence), watch.lingered)
+
+
+def _outcome(record: Mapping[str, Any]) -> TestOutcome:
+    """A result record that the ReportReader accepted, as a TestOutcome."""
+    return TestOutcome(record["nodeid"], tuple(record["blocks"]), record["outcome"], record["exc_type"], record["message"])
 
 
 def last_lines(text: str, n: int = 8) -> str:

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 from labkit import overlay
-from labkit.check import WIDTH, cell_error, notebook_path, notebook_report, wrap
+from labkit.check import WIDTH, cell_error, notebook_report, wrap
 from labkit.grading import ItemGrade, failure_message, grade_from_json
 from labkit.labinfo import load_lab
 from labkit.measure import EXPECTED_PARAMS, compare, judge, parse_notes, read_number
@@ -126,8 +126,8 @@ def test_hints_are_wrapped() -> None:
 
 def test_notebook_names_and_cell_errors() -> None:
     lab = load_lab()
-    assert notebook_path(lab.block("A"), "es") == "labs/block_a_identity.es.ipynb"
-    assert notebook_path(lab.block("A"), "en") == "labs/block_a_identity.ipynb"
+    assert lab.block("A").notebook_in("es") == "labs/block_a_identity.es.ipynb"
+    assert lab.block("A").notebook_in("en") == "labs/block_a_identity.ipynb"
     message = (
         "Cell execution caused an exception\n\n-----\nNotImplementedError                       Traceback "
         "(most recent call last)\nCell In[1], line 1\n----> 1 f(x)\n\nFile lora.py:155, in f(x)\n--> 155 "
