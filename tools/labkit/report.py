@@ -64,6 +64,7 @@ _ORIGINAL_JUDGES = _judges()
 _config: list[pytest.Config] = []  # the run's Config, once configured
 _plugins_before: list[object] = []  # the plugins registered when collection began
 _records: dict[str, dict[str, Any]] = {}
+_phases: dict[str, set[str]] = {}  # the phases of each test that pytest reported
 
 
 def _tampered() -> list[str]:
@@ -104,10 +105,17 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     _write({"kind": "start", "nodeid": item.nodeid})
     _records[item.nodeid] = {"kind": "result", "nodeid": item.nodeid, "blocks": _blocks(item),
                              "outcome": "passed", "exc_type": None, "message": ""}  # fmt: skip
+    _phases[item.nodeid] = set()
     try:
         return (yield)
     finally:
-        _write(_records[item.nodeid])
+        record = _records[item.nodeid]
+        # A test passes only on three reports, all passed: if pytest could not make one (a crash
+        # while reporting, memory exhausted...), the test must not count as passed.
+        if record["outcome"] == "passed" and _phases[item.nodeid] != {"setup", "call", "teardown"}:
+            record.update(outcome="error", exc_type="Crash",
+                          message="pytest could not finish reporting this test, so it does not count as passed")  # fmt: skip
+        _write(record)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -115,6 +123,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    _phases[item.nodeid].add(report.when)
     record = _records[item.nodeid]
     # The first phase that does not pass decides: a setup or teardown failure is an "error".
     if record["outcome"] == "passed" and report.outcome != "passed":

@@ -7,6 +7,7 @@ show each layer doing its part, so that a regression names the layer that broke.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -174,3 +175,23 @@ def test_report_reader_follows_a_growing_file(tmp_path: Path) -> None:
     reader.poll()
     running = reader.running()
     assert running is not None and running[0] == "t::a" and reader.evidence == []
+
+
+def test_a_test_whose_report_cannot_be_made_does_not_pass(tmp_path: Path) -> None:
+    # A hook that fails while pytest makes the call phase's report stands for pytest itself failing
+    # there (memory exhausted by the submission, say): the plugin must not leave the test "passed".
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.hookimpl(wrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
+        "    report = yield\n    if call.when == 'call':\n        raise MemoryError('no memory left to report')\n"
+        "    return report\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "test_one.py").write_text("def test_fine():\n    assert True\n", encoding="utf-8")
+    report = tmp_path / "report.jsonl"
+    env = {**os.environ, "LABKIT_REPORT": str(report)}
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "labkit.report", "-p", "no:cacheprovider", str(tmp_path)],
+                   cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    reader = ReportReader(report)
+    reader.poll()
+    (result,) = reader.results().values()
+    assert (result["outcome"], result["exc_type"]) == ("error", "Crash"), result
