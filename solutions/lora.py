@@ -184,7 +184,8 @@ def load_lora_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
 
 
 # ----------------------------------------------------------------------------- Block E
-# Block E uses the math layout y = x @ W: w_base (d_in, d_out), a (d_in, r), b (r, d_out).
+# Block E is from scratch: NumPy only, no torch and no autograd (the lab's code rule).
+# It uses the math layout y = x @ W: w_base (d_in, d_out), a (d_in, r), b (r, d_out).
 def _regression_shapes(
     x: NDArray[np.float64],
     y: NDArray[np.float64],

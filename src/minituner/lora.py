@@ -115,8 +115,9 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapter alone, ready for torch.save.
 
     Returns {name: tensor} for exactly the lora_A / lora_B parameters, keyed by their names in
-    model.named_parameters() (e.g. "blocks.0.attn.q_proj.lora_A"). The tensors are detached
-    copies: training the model afterwards must not change them.
+    model.named_parameters() (e.g. "blocks.0.attn.q_proj.lora_A"); if your LoRALinear keeps its
+    scale as a one-element buffer, that buffer may be saved too (one per layer, by its full name).
+    The tensors are detached copies: training the model afterwards must not change them.
     """
     raise NotImplementedError("Block C: lora_state_dict is not implemented yet")
 
@@ -132,7 +133,9 @@ def load_lora_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
 
 
 # ----------------------------------------------------------------------------- Block E
-# Block E is NumPy and uses the math layout y = x @ W, the transpose of blocks A-D:
+# Block E is from scratch: these two functions, and any helper they call, use NumPy only, with
+# no torch and no autograd (the grader checks it on the source). It uses the math layout
+# y = x @ W, the transpose of blocks A-D:
 #     x (N, d_in), y (N, d_out), w_base (d_in, d_out), a (d_in, r), b (r, d_out)
 def lora_regression_grads(
     x: NDArray[np.float64],

@@ -71,7 +71,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "start": "Calificando tu lora.py: los tests evaluables, y mypy --strict a la vez...",
         "first": "Primer fallo, bloque {block}: {test}",
         "next": "Siguiente: bloque {block}. Para una pista: check --hint {block}",
-        "all": "Todos los bloques hechos.",
+        "all": "Todos los bloques están terminados.",
         "hint": "Pista para el bloque {block} ({title}):",
         "problem": "No se pudo calificar nada:",
         "watch": "Vigilando {lora} y {notes} (Ctrl-C para parar)...",
@@ -82,8 +82,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "nb_differs": "{notebook}: la celda {cell} se ejecutó, pero su salida difiere de la guardada:",
         "nb_none": "{notebook}: no se ejecutó",
         "nb_cells": "(las celdas se numeran como In [n] en el notebook guardado: celdas de código, desde 1)",
-        "rule": "Tu lora.py incumple la regla de código del lab (solo torch, torch.nn, torch.nn.functional, numpy "
-        "y unos pocos módulos estándar; nada que salga del código del lab). El corrector del docente "
+        "rule": "Tu lora.py incumple la regla de código del laboratorio (solo torch, torch.nn, torch.nn.functional, numpy "
+        "y unos pocos módulos estándar; nada que salga del código del laboratorio). El corrector del docente "
         "retiene una entrega así para revisarla. Corrige primero estas líneas:",
     },
 }
@@ -104,7 +104,7 @@ def render(grade: Grade, lab: Lab, lang: str) -> str:
     if grade.violations:
         lines += [wrap(t["rule"]), *(f"    {violation_line(v, lang)}" for v in grade.violations), ""]
     if grade.problem:
-        return "\n".join([*lines, t["problem"], grade.problem])
+        return "\n".join([*lines, t["problem"], grade.problem[lang]])
     cols = _COLS[lang]
     lines.append(f"  {cols[0]:44} {cols[1]:>7}  {cols[2]}")
     for b in grade.blocks:

@@ -74,7 +74,7 @@ _TEXT = {
         "failures": "Qué corregir",
         "none": "Todos los tests pasan.",
         "withheld": "Retenida para revisión",
-        "withheld_why": "Esta entrega incumple la regla de código del lab (o su informe de tests fue manipulado), así que sus puntos no son definitivos hasta que un docente la revise:",
+        "withheld_why": "Esta entrega incumple la regla de código del laboratorio (o su informe de tests fue manipulado), así que sus puntos no son definitivos hasta que un docente la revise:",
         "notices": "Cómo se calificó",
     },
 }
@@ -116,9 +116,9 @@ def feedback_markdown(grade: Grade, lang: str) -> str:
         lines += [f"## {t['withheld']}", "", t["withheld_why"], ""]
         lines += [f"- {violation_line(v, lang)}" for v in grade.violations] + [""]
     if grade.notices:
-        lines += [f"**{t['notices']}:** " + "; ".join(grade.notices), ""]
+        lines += [f"**{t['notices']}:** " + "; ".join(n[lang] for n in grade.notices), ""]
     if grade.problem:
-        lines += [f"**{t['problem']}:**", "", "```text", grade.problem, "```", ""]
+        lines += [f"**{t['problem']}:**", "", "```text", grade.problem[lang], "```", ""]
     lines += [f"| {t['block']} | {t['points']} | {t['tests']} | {t['status']} |", "|---|---|---|---|"]
     for b in grade.blocks:
         title = lab.block(b.id).title[lang]
@@ -168,7 +168,7 @@ def write_batch(grades: Sequence[Grade], out: Path) -> None:
             review = "; ".join(violation_line(v, "en") for v in g.violations)
             writer.writerow([g.name, *(f"{b.points:g}" for b in g.blocks), f"{g.typecheck.points:g}",
                              f"{g.notes.points:g}", f"{g.points:g}", f"{g.max_points:g}", review[:500],
-                             "; ".join([g.problem.split("\n")[0], *g.notices]).strip("; ")])  # fmt: skip
+                             "; ".join([g.problem.get("en", "").split("\n")[0], *(n["en"] for n in g.notices)]).strip("; ")])  # fmt: skip
     (out / "summary.md").write_text(summary_markdown(grades), encoding="utf-8")
 
 
@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         parser.error(f"SUBMISSION must exist: {', '.join(missing)}")
     if args.no_sandbox:
-        print(f"grade: WARNING: {UNSANDBOXED}", file=sys.stderr)
+        print(f"grade: WARNING: {UNSANDBOXED[lang]}", file=sys.stderr)
     else:
         try:
             probe()
@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\ngraded {len(grades)} submissions in {time.monotonic() - start:.1f} s with {args.jobs} job(s)")
     for g in grades:
         print(f"  {g.name:28} {g.points:6g} / {g.max_points:g}  " + " ".join(f"{b.id}:{b.points:g}" for b in g.blocks)
-              + (f"  ({g.problem.splitlines()[0]})" if g.problem else "")
+              + (f"  ({g.problem[lang].splitlines()[0]})" if g.problem else "")
               + ("  WITHHELD FOR REVIEW" if g.withheld else ""))  # fmt: skip
     print(f"results in {args.out}/ (gradebook.csv, summary.md, <name>/feedback.md)")
     return 0

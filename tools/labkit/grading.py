@@ -38,7 +38,7 @@ from labkit.overlay import (
     run_overlay,
 )
 from labkit.rules import check_source
-from labkit.submission import MAX_NOTES_BYTES, MAX_SOURCE_BYTES, Submission, read_text
+from labkit.submission import MAX_NOTES_BYTES, MAX_SOURCE_BYTES, Submission, read_text, said
 from labkit.verify import REFERENCE
 
 HIDDEN_DIR = "tests/hidden"  # where hidden tests go in the overlaid copy
@@ -47,14 +47,17 @@ DEFAULT_LIMITS = Limits(memory_mb=4096, output_mb=64, test_timeout_s=60)
 #: A block's status (BlockGrade.status) as `check` and the feedback files show it.
 STATUS_LABELS = {
     "en": {"done": "done", "failing": "failing", "not started": "not started", "crashed": "crashed"},
-    "es": {"done": "hecho", "failing": "con fallos", "not started": "sin empezar", "crashed": "se colgó o cayó"},
+    "es": {"done": "terminado", "failing": "con fallos", "not started": "sin empezar", "crashed": "interrumpido"},
 }
 HANGS_PER_BLOCK = 2
 HUNG_BLOCK = (
     f"not run: {HANGS_PER_BLOCK} tests of this block ran over their time limit and had to be stopped from "
     "outside the test process (the code ignored the timeout), so its other tests were not run"
 )
-UNSANDBOXED = "graded WITHOUT the sandbox (--no-sandbox): the submission could read and change anything the grader can"
+UNSANDBOXED = said(
+    "graded WITHOUT the sandbox (--no-sandbox): the submission could read and change anything the grader can",
+    "calificada SIN el sandbox (--no-sandbox): la entrega podía leer y cambiar todo lo que puede el corrector",
+)
 
 
 @dataclass
@@ -93,7 +96,8 @@ class ItemGrade:
 
 
 def _item(points: float, max_points: float, ok: bool, detail: dict[str, str]) -> ItemGrade:
-    return ItemGrade(points, max_points, ok, detail["en"], detail)
+    """detail by language ({} when there is nothing to say yet)."""
+    return ItemGrade(points, max_points, ok, detail.get("en", ""), detail)
 
 
 def _same(text: str) -> dict[str, str]:
@@ -127,12 +131,12 @@ class Grade:
     blocks: list[BlockGrade]
     typecheck: ItemGrade
     notes: ItemGrade
-    problem: str  # why nothing could be graded ("" when the tests ran)
+    problem: dict[str, str]  # why nothing could be graded, by language (empty when the tests ran)
     seconds: float
     tests: list[TestResult] = field(default_factory=list)
     #: Why the grade is withheld for review: {"line", "code", "text": {"en", "es"}} per finding.
     violations: list[dict[str, object]] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)  # how it was graded, when not the usual way
+    notices: list[dict[str, str]] = field(default_factory=list)  # how it was graded, when not the usual way
 
     @property
     def withheld(self) -> bool:
@@ -194,8 +198,8 @@ def grade_submission(
     source, problem = _source(submission, lab)
     violations: list[dict[str, object]] = []
     outcomes: dict[str, TestOutcome] = {}
-    typecheck = ItemGrade(0.0, lab.typecheck.points, False, problem)
-    notes = ItemGrade(0.0, lab.notes.points, False, problem)
+    typecheck = _item(0.0, lab.typecheck.points, False, problem)
+    notes = _item(0.0, lab.notes.points, False, problem)
     if source is None:
         expected = expected_tests(hidden)
     else:
@@ -227,12 +231,13 @@ def grade_submission(
                  violations, notices)  # fmt: skip
 
 
-def _test_results(expected: Sequence[tuple[str, str]], outcomes: Mapping[str, TestOutcome], problem: str) -> list[TestResult]:
+def _test_results(expected: Sequence[tuple[str, str]], outcomes: Mapping[str, TestOutcome],
+                  problem: Mapping[str, str]) -> list[TestResult]:  # fmt: skip
     return [
         TestResult(
             nodeid.rpartition("::")[2],
             outcomes[nodeid].outcome if nodeid in outcomes else "not run",
-            outcomes[nodeid].message if nodeid in outcomes else (problem or "the test did not run"),
+            outcomes[nodeid].message if nodeid in outcomes else (problem.get("en") or "the test did not run"),
             outcomes[nodeid].exc_type if nodeid in outcomes else None,
         )
         for nodeid, _ in expected
@@ -252,7 +257,7 @@ def _block_progress(
             mine = [nodeid for nodeid, marker in expected if marker == block.marker]
             if block.id not in reported and all(n in outcomes and outcomes[n].outcome != "not run" for n in mine):
                 reported.add(block.id)
-                report(block.id, _block_grade(block, expected, _test_results(expected, outcomes, "")))
+                report(block.id, _block_grade(block, expected, _test_results(expected, outcomes, {})))
 
     return seen
 
@@ -285,13 +290,14 @@ class _Background:
         return self.value
 
 
-def _source(submission: Submission, lab: Lab) -> tuple[str | None, str]:
-    """The submission's lora.py as text, or the problem that stops its grading."""
+def _source(submission: Submission, lab: Lab) -> tuple[str | None, dict[str, str]]:
+    """The submission's lora.py as text, or the problem that stops its grading (by language)."""
     if submission.problem:
         return None, submission.problem
     if submission.lora is None:
-        return None, f"no lora.py found (looked for {lab.submission} and lora.py)"
-    return read_text(submission.lora, MAX_SOURCE_BYTES, "lora.py")
+        return None, said(f"no lora.py found (looked for {lab.submission} and lora.py)",
+                          f"no se encontró lora.py (se buscó {lab.submission} y lora.py)")  # fmt: skip
+    return read_text(submission.lora, MAX_SOURCE_BYTES, "lora")
 
 
 def _evidence_text(evidence: str) -> dict[str, str]:
@@ -310,8 +316,8 @@ def _run_tests(
     hidden: Path | None,
     sandbox: bool,
     progress: Callable[[Mapping[str, TestOutcome]], None] | None = None,
-) -> tuple[dict[str, TestOutcome], str, list[str]]:
-    """Outcomes by nodeid, the reason nothing ran ("" if tests ran), and evidence of tampering.
+) -> tuple[dict[str, TestOutcome], dict[str, str], list[str]]:
+    """Outcomes by nodeid, the reason nothing ran (by language; empty if tests ran), and evidence of tampering.
 
     A run stopped by a crash or a hang is followed by a run of the tests that have not finished,
     the one that was running counted as failed, until every test has a result or the time is up.
@@ -340,12 +346,17 @@ def _run_tests(
         evidence += run.evidence
         collection = [o for o in run.outcomes if o.exc_type == "CollectionError"]
         if collection:
-            return {}, "the submission could not be imported:\n" + last_lines(collection[0].message), evidence
+            trace = last_lines(collection[0].message)
+            return {}, said("the submission could not be imported:\n" + trace,
+                            "no se pudo importar la entrega:\n" + trace), evidence  # fmt: skip
         if not outcomes and not any(o.nodeid in block_of for o in run.outcomes):
-            return {}, (
-                f"the test process ended (exit status {run.returncode}) before running any test: the submission "
-                "probably exits, or kills its process, when it is imported\n" + last_lines(run.output)
-            ).rstrip(), evidence
+            code, tail = run.returncode, "\n" + last_lines(run.output)
+            return {}, said(
+                f"the test process ended (exit status {code}) before running any test: the submission probably "
+                f"exits, or kills its process, when it is imported{tail}".rstrip(),
+                f"el proceso de tests terminó (código de salida {code}) antes de ejecutar ningún test: seguramente "
+                f"la entrega sale, o mata su proceso, al importarse{tail}".rstrip(),
+            ), evidence
         finished = {o.nodeid: o for o in run.outcomes if o.nodeid in block_of and (o.outcome != "not run" or o.exc_type)}
         outcomes.update(finished)
         hangs.update(block_of[o.nodeid] for o in finished.values() if o.exc_type == "Timeout")
@@ -354,7 +365,7 @@ def _run_tests(
                 outcomes[nodeid] = TestOutcome(nodeid, (block_of[nodeid],), "not run", "Timeout", HUNG_BLOCK)
         if not finished or all(nodeid in outcomes for nodeid in block_of):
             break  # every test has its result, or the run made no progress
-    return outcomes, "", evidence
+    return outcomes, {}, evidence
 
 
 def _block_grade(block: Block, expected: Sequence[tuple[str, str]], tests: list[TestResult]) -> BlockGrade:
@@ -405,9 +416,9 @@ def _notes(lora: Path, notes_path: Path | None, lab: Lab, limits: Limits, sandbo
     if notes_path is None:
         return _item(0.0, lab.notes.points, False, {"en": f"no notes file ({lab.notes_path})",
                                                     "es": f"no hay archivo de notas ({lab.notes_path})"})  # fmt: skip
-    text, problem = read_text(notes_path, MAX_NOTES_BYTES, "the notes file")
+    text, problem = read_text(notes_path, MAX_NOTES_BYTES, "notes")
     if text is None:
-        return _item(0.0, lab.notes.points, False, _same(problem))
+        return _item(0.0, lab.notes.points, False, problem)
     with overlaid_copy(lora) as workdir:
         code, output = run_limited([sys.executable, "-m", "labkit.measure"], cwd=workdir, env=_env(workdir, sandbox),
                                    timeout=120, limits=_no_test_timeout(limits), sandbox=[] if sandbox else None)  # fmt: skip
@@ -439,9 +450,9 @@ def grade_from_json(data: Mapping[str, object]) -> Grade:
         blocks=blocks,
         typecheck=ItemGrade(**d["typecheck"]),  # type: ignore[arg-type]
         notes=ItemGrade(**d["notes"]),  # type: ignore[arg-type]
-        problem=str(d["problem"]),
+        problem=_same(d["problem"]) if isinstance(d["problem"], str) and d["problem"] else dict(d["problem"] or {}),  # type: ignore[call-overload]
         seconds=float(d["seconds"]),  # type: ignore[arg-type]
         tests=[TestResult(**t) for t in d["tests"]],  # type: ignore[attr-defined]
         violations=list(d.get("violations", [])),  # type: ignore[call-overload]
-        notices=list(d.get("notices", [])),  # type: ignore[call-overload]
+        notices=[_same(n) if isinstance(n, str) else dict(n) for n in d.get("notices", [])],  # type: ignore[attr-defined]
     )

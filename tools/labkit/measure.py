@@ -1,4 +1,4 @@
-"""The three values the lab's notes file records, measured with a candidate's own code.
+"""The values the lab's notes file records, measured with a candidate's own code.
 
 Run in an overlaid copy (``python -m labkit.measure`` with the copy's ``src`` first on the path);
 prints one JSON object: each key's value, or the error the candidate's code raised while measuring it.
@@ -14,8 +14,20 @@ from collections.abc import Mapping
 from typing import Any
 
 SEED = 0
+#: The merge rule, as the graded tests check it: the largest absolute difference between the
+#: outputs after and before merge_() is below MERGE_TOLERANCE * max(1, largest |output before|)
+#: (float32 rounding grows with the size of the numbers).
 MERGE_TOLERANCE = 1e-5
 EXPECTED_PARAMS = 1024  # r * (in + out) for nn.Linear(64, 64) at r = 8
+#: The parameters of LoRALinear(nn.Linear(64, 64), r=8) that hold a gradient after one backward pass.
+EXPECTED_GRADIENTS = ("lora_A", "lora_B")
+#: Keys whose value is a list of names rather than a number.
+NAME_KEYS = frozenset({"gradient_flow"})
+
+
+def merge_bound(output_before: float) -> float:
+    """The largest merge difference the lab accepts for outputs whose largest magnitude is given."""
+    return MERGE_TOLERANCE * max(1.0, output_before)
 
 
 def measure() -> dict[str, Any]:
@@ -33,14 +45,21 @@ def measure() -> dict[str, Any]:
         values["initial_output_diff"] = (layer(x) - base(x)).abs().max().item()
         values["trainable_params"] = sum(p.numel() for p in layer.parameters() if p.requires_grad)
     except Exception as exc:  # the candidate's code: report, do not crash
-        values["initial_output_diff"] = values["trainable_params"] = f"{type(exc).__name__}: {exc}"
+        for key in ("initial_output_diff", "trainable_params", "gradient_flow", "merge_diff"):
+            values[key] = f"{type(exc).__name__}: {exc}"
         return values
+    try:
+        torch.autograd.backward(layer(x).pow(2).sum())  # one backward pass
+        values["gradient_flow"] = sorted(n for n, p in layer.named_parameters() if p.grad is not None)
+    except Exception as exc:
+        values["gradient_flow"] = f"{type(exc).__name__}: {exc}"
     try:
         with torch.no_grad():  # stands for some training: a non-zero adapter
             layer.lora_B.normal_(0.0, 0.02)
             before = layer(x)
             layer.merge_()
             values["merge_diff"] = (layer(x) - before).abs().max().item()
+            values["merge_bound"] = merge_bound(before.abs().max().item())
     except Exception as exc:
         values["merge_diff"] = f"{type(exc).__name__}: {exc}"
     return values
@@ -58,7 +77,9 @@ _APPROX = re.compile(r"^(?:~|≈|≃|<=|<|≤|⩽|about\s+|approx\.?\s*|approxim
                      re.I)  # fmt: skip
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
 #: What each key expects, as the messages write it.
-EXAMPLES = {"initial_output_diff": "0.0", "merge_diff": "6.6e-07", "trainable_params": "1024"}
+EXAMPLES = {"initial_output_diff": "0.0", "merge_diff": "6.6e-07", "trainable_params": "1024",
+            "gradient_flow": "lora_A, lora_B"}  # fmt: skip
+_NAME = re.compile(r"[A-Za-z_][\w.]*")
 
 
 def read_number(text: str) -> float | None:
@@ -86,20 +107,26 @@ def read_number(text: str) -> float | None:
         return None
 
 
-def parse_notes(text: str, keys: tuple[str, ...]) -> dict[str, float | str]:
+def read_names(text: str) -> tuple[str, ...]:
+    """The names a notes line lists, sorted: "lora_A, lora_B" / "`lora_B` and `lora_A`" / "[lora_A]"."""
+    return tuple(sorted({n for n in _NAME.findall(text) if n.lower() not in {"and", "y"}}))
+
+
+def parse_notes(text: str, keys: tuple[str, ...]) -> dict[str, float | str | tuple[str, ...]]:
     """The ``key: value`` lines of a notes file (keys in any case; Markdown emphasis and list marks allowed).
 
-    Each key found maps to its number, or, where no line for it has a value that reads as a number,
-    to the (first) value as written, a string.
+    A key of NAME_KEYS maps to the names its first line lists. Any other key maps to its number,
+    or, where no line for it has a value that reads as a number, to the (first) value as written.
     """
-    found: dict[str, float | str] = {}
+    found: dict[str, float | str | tuple[str, ...]] = {}
     for match in _LINE.finditer(text):
         key = match.group("key").lower()
-        if key not in keys or isinstance(found.get(key), float):
+        if key not in keys or isinstance(found.get(key), (float, tuple)):
             continue
         raw = match.group("value").strip()
-        number = read_number(raw)
-        if number is not None:
+        if key in NAME_KEYS:
+            found[key] = read_names(raw)
+        elif (number := read_number(raw)) is not None:
             found[key] = number
         elif key not in found:
             found[key] = raw.strip("*_` ")[:60]
@@ -110,65 +137,102 @@ _MESSAGES = {
     "en": {
         "missing": "no line '{key}: <value>' in the notes file (expected {expected}, e.g. '{key}: {example}')",
         "unreadable": "could not read the value '{raw}' of {key}: write a number, e.g. {example}",
-        "unmeasured": "the notes say {value:g} (expected {expected}), but your code could not measure it: {actual}",
-        "initial_output_diff": "the notes say {value:g} and your code gives {actual:g}; expected 0.0 for both (B starts at zero)",
-        "merge_diff": "the notes say {value:g} and your code gives {actual:g}; expected a value from 0 to below {tol:g} for both",
-        "trainable_params": "the notes say {value:g} and your code counts {actual}; expected {params} for both (r * (in + out))",
-        "ok": "ok ({value:g})",
+        "unreadable_names": "no parameter names after '{key}:': list them, e.g. '{key}: {example}'",
+        "unmeasured": "the notes say {value} (expected {expected}), but your code could not measure it: {actual}",
+        "initial_output_diff": "the notes say {value} and your code gives {actual}; expected 0.0 for both (B starts at zero)",
+        "merge_diff": "the notes say {value} and your code gives {actual}; expected a value from 0 to below {bound:.3g} "
+                      "for both (1e-5 × max(1, largest |output|), the graded tests' rule)",
+        "trainable_params": "the notes say {value} and your code counts {actual}; expected {params} for both (r * (in + out))",
+        "gradient_flow": "the notes say {value} and, in your code, {actual} received a gradient; expected {names} "
+                         "for both (only the adapter learns; the base is frozen)",
+        "ok": "ok ({value})",
+        "none": "none",
         "exp_initial_output_diff": "0.0",
-        "exp_merge_diff": "a value below {tol:g}",
+        "exp_merge_diff": "a value below 1e-5 × max(1, largest |output|)",
         "exp_trainable_params": "{params}",
+        "exp_gradient_flow": "{names}",
     },
     "es": {
         "missing": "no hay una línea '{key}: <valor>' en el archivo de notas (se espera {expected}, p. ej. '{key}: {example}')",
         "unreadable": "no se pudo leer el valor '{raw}' de {key}: escribe un número, p. ej. {example}",
-        "unmeasured": "las notas dicen {value:g} (se espera {expected}), pero tu código no pudo medirlo: {actual}",
-        "initial_output_diff": "las notas dicen {value:g} y tu código da {actual:g}; se espera 0.0 en ambos (B empieza en cero)",
-        "merge_diff": "las notas dicen {value:g} y tu código da {actual:g}; se espera un valor de 0 a menos de {tol:g} en ambos",
-        "trainable_params": "las notas dicen {value:g} y tu código cuenta {actual}; se espera {params} en ambos (r * (in + out))",
-        "ok": "bien ({value:g})",
+        "unreadable_names": "no hay nombres de parámetros tras '{key}:': escríbelos, p. ej. '{key}: {example}'",
+        "unmeasured": "las notas dicen {value} (se espera {expected}), pero tu código no pudo medirlo: {actual}",
+        "initial_output_diff": "las notas dicen {value} y tu código da {actual}; se espera 0.0 en ambos (B empieza en cero)",
+        "merge_diff": "las notas dicen {value} y tu código da {actual}; se espera un valor de 0 a menos de {bound:.3g} "
+                      "en ambos (1e-5 × max(1, mayor |salida|), la regla de los tests evaluables)",
+        "trainable_params": "las notas dicen {value} y tu código cuenta {actual}; se espera {params} en ambos (r * (in + out))",
+        "gradient_flow": "las notas dicen {value} y, en tu código, recibieron gradiente {actual}; se espera {names} "
+                         "en ambos (solo aprende el adaptador; la base está congelada)",
+        "ok": "bien ({value})",
+        "none": "ninguno",
         "exp_initial_output_diff": "0.0",
-        "exp_merge_diff": "un valor menor que {tol:g}",
+        "exp_merge_diff": "un valor menor que 1e-5 × max(1, mayor |salida|)",
         "exp_trainable_params": "{params}",
+        "exp_gradient_flow": "{names}",
     },
 }
 
 
+def _shown(value: object, lang: str) -> str:
+    """A value as the messages write it: 7e-07, 1024, "lora_A, lora_B" (or "none")."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return ", ".join(map(str, value)) or _MESSAGES[lang]["none"]
+    return str(value)
+
+
 def compare(
-    notes: Mapping[str, float | str], measured: Mapping[str, Any], keys: tuple[str, ...], lang: str = "en"
+    notes: Mapping[str, object], measured: Mapping[str, Any], keys: tuple[str, ...], lang: str = "en"
 ) -> dict[str, str]:
     """For each key, "" when the notes agree with the code and the lab, else what is wrong (in lang)."""
     return {key: problem for key, (problem, _) in judge(notes, measured, keys, lang).items()}
 
 
+def _agrees(key: str, value: object, actual: object, bound: float) -> bool:
+    """Whether a notes value and the measured one both hold what the lab expects of key."""
+    if key in NAME_KEYS:
+        return value == EXPECTED_GRADIENTS and isinstance(actual, (list, tuple)) and (
+            tuple(sorted(map(str, actual))) == EXPECTED_GRADIENTS
+        )
+    if not isinstance(value, float) or not isinstance(actual, (int, float)):
+        return False
+    if key == "initial_output_diff":
+        return value == 0.0 and actual == 0.0
+    if key == "merge_diff":
+        return 0.0 <= value < bound and 0.0 <= actual < bound
+    if key == "trainable_params":
+        return math.isclose(value, EXPECTED_PARAMS) and actual == EXPECTED_PARAMS
+    return True
+
+
 def judge(
-    notes: Mapping[str, float | str], measured: Mapping[str, Any], keys: tuple[str, ...], lang: str = "en"
+    notes: Mapping[str, object], measured: Mapping[str, Any], keys: tuple[str, ...], lang: str = "en"
 ) -> dict[str, tuple[str, str]]:
     """For each key, (what is wrong or "", the line to show: what is wrong, or "ok" with the value)."""
     t = _MESSAGES[lang]
-    fmt = {"tol": MERGE_TOLERANCE, "params": EXPECTED_PARAMS}
+    measured_bound = measured.get("merge_bound")
+    bound = measured_bound if isinstance(measured_bound, float) else MERGE_TOLERANCE
+    fmt: dict[str, object] = {"params": EXPECTED_PARAMS, "names": ", ".join(EXPECTED_GRADIENTS), "bound": bound}
     judged: dict[str, tuple[str, str]] = {}
     for key in keys:
         value, actual = notes.get(key), measured.get(key)
         example = EXAMPLES.get(key, "1.0")
         expected = t.get(f"exp_{key}", "{params}").format(**fmt)
+        shown = _shown(value, lang)
         if value is None:
             problem = t["missing"].format(key=key, expected=expected, example=example)
+        elif value == ():
+            problem = t["unreadable_names"].format(key=key, example=example)
         elif isinstance(value, str):
             problem = t["unreadable"].format(raw=value, key=key, example=example)
         elif isinstance(actual, str) or actual is None:
-            problem = t["unmeasured"].format(value=value, expected=expected, actual=actual)
+            problem = t["unmeasured"].format(value=shown, expected=expected, actual=actual)
+        elif _agrees(key, value, actual, bound):
+            problem = ""
         else:
-            if key == "initial_output_diff":
-                ok = value == 0.0 and actual == 0.0
-            elif key == "merge_diff":
-                ok = 0.0 <= value < MERGE_TOLERANCE and 0.0 <= actual < MERGE_TOLERANCE
-            elif key == "trainable_params":
-                ok = math.isclose(value, EXPECTED_PARAMS) and actual == EXPECTED_PARAMS
-            else:
-                ok = True
-            problem = "" if ok else t[key].format(value=value, actual=actual, **fmt)
-        judged[key] = (problem, problem or t["ok"].format(value=value))
+            problem = t[key].format(value=shown, actual=_shown(actual, lang), **fmt)
+        judged[key] = (problem, problem or t["ok"].format(value=shown))
     return judged
 
 

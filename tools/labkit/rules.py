@@ -36,12 +36,12 @@ Located = ast.stmt | ast.expr | ast.arg | ast.pattern  # the nodes a violation c
 _PREFIX = {"en": "line {line}: `{construct}`: ", "es": "línea {line}: `{construct}`: "}
 _UNCHECKED = {
     "en": "line 1: the file is nested too deeply to be checked, which the lab does not allow",
-    "es": "línea 1: el archivo está anidado a demasiada profundidad para comprobarlo, y el lab no lo permite",
+    "es": "línea 1: el archivo está anidado a demasiada profundidad para comprobarlo, y el laboratorio no lo permite",
 }
 _MESSAGES: dict[str, dict[str, str]] = {
     "import": {
         "en": "the lab allows imports from {allowed} only",
-        "es": "el lab solo permite importar de {allowed}",
+        "es": "el laboratorio solo permite importar de {allowed}",
     },
     "import-relative": {
         "en": "relative imports are not allowed",
@@ -53,7 +53,7 @@ _MESSAGES: dict[str, dict[str, str]] = {
     },
     "builtin": {
         "en": "the built-in `{name}` is not allowed in the lab",
-        "es": "la función integrada `{name}` no está permitida en el lab",
+        "es": "la función integrada `{name}` no está permitida en el laboratorio",
     },
     "builtin-type": {
         "en": "the built-in `type` is allowed only as `type(x)`",
@@ -89,7 +89,7 @@ _MESSAGES: dict[str, dict[str, str]] = {
     "module-attr": {
         "en": "the name `{name}` is off-limits in the lab: through it, code reaches the OS, files, the "
         "interpreter or torch's machinery",
-        "es": "el nombre `{name}` está vetado en el lab: a través de él, el código llega al sistema, a "
+        "es": "el nombre `{name}` está vetado en el laboratorio: a través de él, el código llega al sistema, a "
         "archivos, al intérprete o a la maquinaria de torch",
     },
     "private": {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import posixpath
 import re
 import shutil
 import sys
@@ -26,20 +27,56 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Pages that live outside docs/ and where the site shows them: {source dir: staged dir}.
-STAGED = {"labs": "docs/lab", "solutions": "docs/solutions"}
+# Pages that live outside docs/ and where the site shows them: {source dir: staged dir}. Only the
+# pages of a source dir (STAGED_SUFFIXES, not its subdirectories) are staged: src/minituner gives
+# the site its BLUEPRINT.md pair, not lora.py.
+STAGED = {"labs": "docs/lab", "solutions": "docs/solutions", "src/minituner": "docs/design"}
 STAGED_SUFFIXES = (".md", ".ipynb")
 # Source trees whose pages must come in English/Spanish pairs.
-PAGE_TREES = ("docs", "labs", "solutions")
+PAGE_TREES = ("docs", "labs", "solutions", "src/minituner")
 HASH_KEY = "translation_of"
+
+# A relative link target in Markdown, up to its #anchor: ](target) or ](target#anchor).
+_RELATIVE_LINK = re.compile(r"(\]\()([^)\s#:<>]+)(?=[)#\s])")
+
+
+def site_location(repo_path: str) -> str | None:
+    """Where the repository file ``repo_path`` is on the site (a path under docs/), or None."""
+    for source_dir, target_dir in STAGED.items():
+        if repo_path.startswith(source_dir + "/"):
+            return target_dir + repo_path[len(source_dir) :]
+    return repo_path if repo_path.startswith("docs/") else None
+
+
+def site_links(text: str, repo_dir: str, site_dir: str) -> str:
+    """``text``'s relative links, written for a page in ``repo_dir``, for its copy in ``site_dir``.
+
+    Both are directories relative to the repository root. A link to a page that the site shows
+    elsewhere (``../docs/theory/x.md`` from ``labs/``, ``../../labs/x.md`` from ``src/minituner/``,
+    ``../../src/minituner/BLUEPRINT.md`` from ``docs/instructors/``) is pointed at that place; a
+    link that already works on the site, or leads to a file the site does not show, is left as it is.
+    """
+
+    def rewrite(match: re.Match[str]) -> str:
+        target = match.group(2)
+        if target.startswith("/"):
+            return match.group(0)
+        on_site = site_location(posixpath.normpath(posixpath.join(repo_dir, target)))
+        # Where the link leads on the site as written, within docs/ (a path above it leads nowhere).
+        as_written = posixpath.normpath(posixpath.join(posixpath.relpath(site_dir, "docs"), target))
+        if on_site is None or "docs/" + as_written == on_site:
+            return match.group(0)
+        return match.group(1) + posixpath.relpath(on_site, site_dir)
+
+    return _RELATIVE_LINK.sub(rewrite, text)
 
 
 def stage_external_pages(root: Path = ROOT) -> list[Path]:
-    """Mirror the site pages of ``labs/`` and ``solutions/`` into their ``docs/`` directories.
+    """Mirror the site pages of the ``STAGED`` source directories into their ``docs/`` directories.
 
     Links written for the repository (``../docs/theory/...``, ``../labs/...``) are rewritten for
-    the site (``../theory/...``, ``../lab/...``). A file is rewritten only when its content changes; staged files whose
-    source is gone are removed. Returns the staged files.
+    the site (``../theory/...``, ``../lab/...``) by ``site_links``. A file is rewritten only when
+    its content changes; staged files whose source is gone are removed. Returns the staged files.
     """
     staged: list[Path] = []
     for source_dir, target_dir in STAGED.items():
@@ -47,10 +84,11 @@ def stage_external_pages(root: Path = ROOT) -> list[Path]:
         target.mkdir(parents=True, exist_ok=True)
         wanted = {}
         for source in sorted((root / source_dir).iterdir()):
-            if source.suffix in STAGED_SUFFIXES:
+            if source.suffix in STAGED_SUFFIXES and source.is_file():
                 data = source.read_bytes()
                 if source.suffix == ".md":
-                    data = data.replace(b"](../docs/", b"](../").replace(b"](../labs/", b"](../lab/")
+                    text = site_links(data.decode("utf-8"), source_dir, target_dir)
+                    data = text.encode("utf-8")
                 wanted[source.name] = data
         for old in target.iterdir():
             if old.name not in wanted:

@@ -1,10 +1,14 @@
 """MkDocs hooks of the workbook's site (registered in mkdocs.yml under ``hooks:``).
 
 - Stage the pages that live outside ``docs/`` (the lab and its notebooks in ``labs/``, the solutions
-  write-up in ``solutions/``) into ``docs/lab/`` and ``docs/solutions/`` before the files are
-  collected. mkdocs-static-i18n drops files that a plugin adds from outside ``docs_dir``, so they are
-  copied in; the copies are generated, git-ignored, and rewritten only when their content changes
-  (so ``mkdocs serve`` does not rebuild forever).
+  write-up in ``solutions/``, the package's ``BLUEPRINT.md`` in ``src/minituner/``) into
+  ``docs/lab/``, ``docs/solutions/`` and ``docs/design/`` before the files are collected (see
+  ``labkit.site.STAGED``). mkdocs-static-i18n drops files that a plugin adds from outside
+  ``docs_dir``, so they are copied in; the copies are generated, git-ignored, and rewritten only
+  when their content changes (so ``mkdocs serve`` does not rebuild forever).
+- Point the links of the pages in ``docs/`` that are written for the repository, such as
+  ``../../src/minituner/BLUEPRINT.md``, at the staged copy (``../design/BLUEPRINT.md``), so that one
+  link works both on GitHub and on the site.
 - Re-wrap notebooks for mkdocs-jupyter after mkdocs-static-i18n has rebuilt the file list; without
   that, the notebook pages are written out as raw JSON.
 - Serve MathJax from the site itself (the copy that jupyter-server-mathjax ships) and remove the CDN
@@ -15,6 +19,7 @@
 from __future__ import annotations
 
 import copy
+import posixpath
 import re
 import shutil
 from pathlib import Path
@@ -27,7 +32,7 @@ from mkdocs.structure.pages import Page
 
 import jupyter_server_mathjax
 
-from labkit.site import stage_external_pages
+from labkit.site import site_links, stage_external_pages
 
 # MathJax 2.7, as the Jupyter server ships it (with its STIX-Web fonts): served from the site itself.
 MATHJAX_DIR = Path(jupyter_server_mathjax.__file__).parent / "static"
@@ -40,6 +45,15 @@ _NBCONVERT_MERMAID = re.compile(
 
 def on_pre_build(config: Any) -> None:
     stage_external_pages(Path(config["config_file_path"]).parent)
+
+
+def on_page_markdown(markdown: str, page: Page, config: Any, files: Files) -> str:
+    # The staged pages' links were rewritten when they were staged; this leaves them as they are.
+    if page.file.src_uri.endswith(".ipynb"):
+        return markdown
+    page_dir = posixpath.dirname(page.file.src_uri)
+    docs_dir = posixpath.join("docs", page_dir) if page_dir else "docs"
+    return site_links(markdown, docs_dir, docs_dir)
 
 
 def on_config(config: Any) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.labinfo import Lab
@@ -26,7 +26,7 @@ class Submission:
     name: str
     lora: Path | None  # None when the submission has no lora.py at all
     notes: Path | None
-    problem: str = ""  # why it cannot be graded at all ("" when it can)
+    problem: dict[str, str] = field(default_factory=dict)  # why it cannot be graded, by language
 
 
 def find_submission(path: Path, lab: Lab) -> Submission:
@@ -34,19 +34,31 @@ def find_submission(path: Path, lab: Lab) -> Submission:
     path = Path(path)
     name = path.parent.name if path.name == "lora.py" else (path.stem if path.suffix == ".py" else path.name)
     if path.is_symlink():
-        return Submission(name, None, None, f"{path.name} is a symbolic link: submissions are read, never followed")
+        return Submission(name, None, None, _linked(path.name))
     if path.is_file():
         beside = path.parent / Path(lab.notes_path).name
         return Submission(name, path, beside if _regular(beside) else None)
     link = _first_symlink(path)
     if link is not None:
-        return Submission(name, None, None, f"{link} is a symbolic link: submissions are read, never followed")
+        return Submission(name, None, None, _linked(link))
     lora = next((p for p in (path / lab.submission, path / "lora.py") if os.path.lexists(p)), None)
     if lora is not None and not _regular(lora):
-        kind = "a directory" if lora.is_dir() else "not a regular file"
-        return Submission(name, None, None, f"{lora.relative_to(path)} is {kind}")
+        where = lora.relative_to(path)
+        if lora.is_dir():
+            return Submission(name, None, None, said(f"{where} is a directory", f"{where} es un directorio"))
+        return Submission(name, None, None, said(f"{where} is not a regular file", f"{where} no es un archivo normal"))
     notes = next((p for p in (path / lab.notes_path, path / Path(lab.notes_path).name) if _regular(p)), None)
     return Submission(name, lora, notes)
+
+
+def said(en: str, es: str) -> dict[str, str]:
+    """A message of the grader's, in both languages."""
+    return {"en": en, "es": es}
+
+
+def _linked(where: object) -> dict[str, str]:
+    return said(f"{where} is a symbolic link: submissions are read, never followed",
+                f"{where} es un enlace simbólico: las entregas se leen, nunca se siguen")  # fmt: skip
 
 
 def holds_lora(directory: Path, lab: Lab) -> bool:
@@ -75,20 +87,30 @@ def _first_symlink(directory: Path) -> Path | None:
     return None
 
 
-def read_text(path: Path, max_bytes: int, what: str) -> tuple[str | None, str]:
-    """(text, "") or (None, problem): path's UTF-8 text (a BOM allowed, CRLF made LF), never followed."""
+#: What read_text reads, as its messages name it.
+_WHAT = {"lora": said("lora.py", "lora.py"), "notes": said("the notes file", "el archivo de notas")}
+
+
+def read_text(path: Path, max_bytes: int, what: str) -> tuple[str | None, dict[str, str]]:
+    """(text, {}) or (None, problem by language): path's UTF-8 text (a BOM allowed, CRLF made LF), never followed.
+
+    what: "lora" or "notes", the file's role, which the messages name.
+    """
+    en, es = _WHAT[what]["en"], _WHAT[what]["es"]
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
-        return None, f"{what} cannot be read: {exc.strerror}"
+        return None, said(f"{en} cannot be read: {exc.strerror}", f"no se puede leer {es}: {exc.strerror}")
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, f"{what} is not a regular file"
+            return None, said(f"{en} is not a regular file", f"{es} no es un archivo normal")
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
-        return None, f"{what} is larger than {max_bytes // 1024} KiB"
+        kib = max_bytes // 1024
+        return None, said(f"{en} is larger than {kib} KiB", f"{es} ocupa más de {kib} KiB")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return None, f"{what} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
-    return text.replace("\r\n", "\n"), ""
+        return None, said(f"{en} is not UTF-8 text (byte {exc.start}); save it as UTF-8",
+                          f"{es} no es texto UTF-8 (byte {exc.start}); guárdalo como UTF-8")  # fmt: skip
+    return text.replace("\r\n", "\n"), {}

@@ -7,7 +7,7 @@ it must fail at least one graded test, and the failure that `check` shows first 
 mention its keyword: proof that the first feedback a student reads points at the actual mistake.
 A variant may also name tests that must catch it in every case, each with its own keyword (also).
 
-    python -m labkit.zoo               run the zoo and print which tests catch each variant
+    python -m labkit.zoo               run the zoo (and the correct alternatives, which must pass)
     python -m labkit.zoo --write       ... and regenerate the instructors' tables in docs/
     python -m labkit.zoo -k scaling    only the variants whose id contains "scaling"
 """
@@ -65,13 +65,34 @@ class Bug:
 
     def apply(self, reference: str) -> str:
         """The reference source with this bug's edits applied; each must match exactly once."""
-        source = reference
-        for old, new in self.edits:
-            count = source.count(old)
-            if count != 1:
-                raise ZooError(f"{self.id}: edit target found {count} times (needs 1):\n{old}")
-            source = source.replace(old, new)
-        return source
+        return apply_edits(self.id, self.edits, reference)
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """A correct variation of the reference that the lab allows (description en, es; text edits).
+
+    It must pass every graded test: proof that the tests do not demand the reference's own choices.
+    """
+
+    id: str
+    description: str
+    description_es: str
+    edits: tuple[tuple[str, str], ...]
+
+    def apply(self, reference: str) -> str:
+        return apply_edits(self.id, self.edits, reference)
+
+
+def apply_edits(name: str, edits: Iterable[tuple[str, str]], reference: str) -> str:
+    """The reference source with edits applied in order; each must match exactly once."""
+    source = reference
+    for old, new in edits:
+        count = source.count(old)
+        if count != 1:
+            raise ZooError(f"{name}: edit target found {count} times (needs 1):\n{old}")
+        source = source.replace(old, new)
+    return source
 
 
 @dataclass(frozen=True)
@@ -136,19 +157,46 @@ def load_bugs(path: Path = ZOO_FILE) -> list[Bug]:
     return bugs
 
 
+def load_alternatives(path: Path = ZOO_FILE) -> list[Alternative]:
+    """The [[alternative]] entries of the zoo file: correct variations that must pass every test."""
+    alternatives = []
+    for entry in read_toml(path).get("alternative", []):
+        try:
+            edits = tuple((e["old"], e["new"]) for e in entry["edit"])
+            alternatives.append(Alternative(entry["id"], entry["description"], entry["description_es"], edits))
+        except KeyError as exc:
+            raise ZooError(f"{path}: alternative {entry.get('id', '?')} lacks {exc}") from exc
+    return alternatives
+
+
+def run_alternatives(alternatives: Sequence[Alternative], jobs: int = 2) -> dict[str, list[str]]:
+    """For each alternative, the graded tests it does not pass (an empty list when it passes all)."""
+    return {alt.id: _not_passed(run) for alt, run in zip(alternatives, _run_sources(alternatives, jobs))}
+
+
+def _not_passed(run: OverlayRun) -> list[str]:
+    if not run.outcomes:
+        return [f"no graded test ran: {run.output[-500:]}"]
+    return [o.name for o in run.not_passed]
+
+
 def run_zoo(bugs: Sequence[Bug], jobs: int = 2) -> list[ZooResult]:
     """Run every variant through the overlay, jobs at a time; results in the order of bugs."""
+    return [ZooResult(bug, run) for bug, run in zip(bugs, _run_sources(bugs, jobs))]
+
+
+def _run_sources(variants: Sequence[Bug | Alternative], jobs: int) -> list[OverlayRun]:
+    """Each variant of the reference through the overlay, jobs at a time, in order."""
     reference = REFERENCE.read_text(encoding="utf-8")
-    sources = [bug.apply(reference) for bug in bugs]  # fail fast on a stale edit
+    sources = [variant.apply(reference) for variant in variants]  # fail fast on a stale edit
     with tempfile.TemporaryDirectory(prefix="labkit-zoo-") as tmp:
         paths = []
-        for bug, source in zip(bugs, sources):
-            path = Path(tmp) / f"{bug.id}.py"
+        for variant, source in zip(variants, sources):
+            path = Path(tmp) / f"{variant.id}.py"
             path.write_text(source, encoding="utf-8")
             paths.append(path)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            runs = list(pool.map(run_overlay, paths))
-    return [ZooResult(bug, run) for bug, run in zip(bugs, runs)]
+            return list(pool.map(run_overlay, paths))
 
 
 def zoo_problems(results: Iterable[ZooResult]) -> list[str]:
@@ -201,13 +249,31 @@ _TABLE_TEXT = {
     "es": (
         "# Qué test detecta cada error\n\n"
         "Generado por `python -m labkit.zoo --write` a partir de una ejecución de cada variante del "
-        "zoológico de errores (`tools/zoo/bugs.toml`) a través del mecanismo de corrección; no se "
+        "zoológico de errores (`tools/zoo/bugs.toml`) por la superposición del corrector; no se "
         "edita a mano. Cada variante es la solución de referencia con un error clásico. La palabra "
         "clave debe aparecer en el mensaje del primer fallo mostrado (el que `check` muestra al "
         "estudiante), para que la primera retroalimentación nombre el error.\n\n"
         "{count} variantes, todas detectadas.\n\n"
         "| variante | bloque | error | palabra clave | primer fallo mostrado | detectada por |\n"
         "|---|---|---|---|---|---|\n"
+    ),
+}
+
+
+_ALTERNATIVES_TEXT = {
+    "en": (
+        "\n## Correct alternatives\n\n"
+        "Choices the lab allows that the reference does not make, each an edit of the reference in "
+        "`tools/zoo/bugs.toml` (`[[alternative]]`); the maintainers' tests require each to pass every "
+        "graded test.\n\n"
+        "| alternative | what it changes |\n|---|---|\n"
+    ),
+    "es": (
+        "\n## Alternativas correctas\n\n"
+        "Decisiones que el laboratorio permite y la referencia no toma, cada una como una edición de la "
+        "referencia en `tools/zoo/bugs.toml` (`[[alternative]]`); los tests de mantenimiento exigen que "
+        "cada una pase todos los tests evaluables.\n\n"
+        "| alternativa | qué cambia |\n|---|---|\n"
     ),
 }
 
@@ -222,6 +288,11 @@ def render_table(results: Sequence[ZooResult], lang: str) -> str:
             f"| `{bug.id}` | {bug.block} | {mistake} | `{bug.keyword}` | {first} | {_catching_tests(result)} |"
         )
     table = _TABLE_TEXT[lang].format(count=len(results)) + "\n".join(rows) + "\n"
+    alternatives = load_alternatives()
+    if alternatives:
+        table += _ALTERNATIVES_TEXT[lang] + "".join(
+            f"| `{alt.id}` | {alt.description if lang == 'en' else alt.description_es} |\n" for alt in alternatives
+        )
     if lang == "en":
         return table
     # Generated in both languages at once, so the Spanish table always translates the current English
@@ -243,6 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = result.first.name if result.first else "-"
         print(f"{result.bug.id:32} caught by {caught:3} tests, first shown {first}: {_catching_tests(result)}")
     problems = zoo_problems(results)
+    alternatives = [a for a in load_alternatives() if args.k in a.id]
+    for alt_id, failing in run_alternatives(alternatives, jobs=args.jobs).items():
+        print(f"{alt_id:32} (a correct alternative) fails {len(failing)} tests")
+        if failing:
+            problems.append(f"{alt_id}: a correct alternative fails {failing[:5]}")
     for problem in problems:
         print(f"PROBLEM {problem}")
     if args.write and not args.k:

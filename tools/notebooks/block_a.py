@@ -23,8 +23,8 @@ your block A behaves like the reference.
         es="""
 # Bloque A — un LoRALinear que al principio no cambia nada
 
-Este cuaderno ejecuta **tu** `LoRALinear` (de `src/minituner/lora.py`) e imprime lo que comprueban
-los tests calificados: la diferencia de salida en la inicialización, los parámetros entrenables, por
+Este notebook ejecuta **tu** `LoRALinear` (de `src/minituner/lora.py`) e imprime lo que comprueban
+los tests evaluables: la diferencia de salida en la inicialización, los parámetros entrenables, por
 dónde fluyen los gradientes, la congelación que sobrevive a `.to()`, `.train()` y `.eval()`, y el
 dropout apagado en modo eval.
 
@@ -136,7 +136,7 @@ still zero. From the second step on both factors learn.
         es="""
 ## Adónde van los gradientes
 
-Tras un paso hacia atrás la base congelada no tiene gradiente. `lora_B` sí lo recibe; el gradiente
+Tras una pasada hacia atrás la base congelada no tiene gradiente. `lora_B` sí lo recibe; el gradiente
 de `lora_A` es exactamente cero en este primer paso, porque es proporcional a `lora_B`, que todavía
 vale cero. A partir del segundo paso aprenden los dos factores.
 """,
@@ -161,7 +161,7 @@ and evaluation, must not bring the base back to life.
 ## La congelación sobrevive a mover el módulo y a cambiar de modo
 
 `requires_grad` pertenece a cada parámetro. Convertir el módulo, o pasar de entrenamiento a
-evaluación, no debe devolver la vida a la base.
+evaluación, no debe volver a hacer entrenable la base.
 """,
     ),
     code(
@@ -185,7 +185,7 @@ exactly `base(x)`: dropout never touches the base path.
         es="""
 ## Dropout solo al entrenar, solo en la rama LoRA
 
-Con `dropout=0.25` y un `lora_B` distinto de cero (como tras algo de entrenamiento), dos pasadas en
+Con `dropout=0.25` y un `lora_B` distinto de cero (como después de entrenar un poco), dos pasadas en
 modo entrenamiento difieren, mientras que el modo evaluación es determinista. Con `lora_B = 0` incluso
 el modo entrenamiento devuelve exactamente `base(x)`: el dropout nunca toca la rama base.
 """,

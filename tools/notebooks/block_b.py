@@ -29,7 +29,7 @@ your block B behaves like the reference.
         es="""
 # Bloque B — envolver un MiniGPT completo
 
-Este cuaderno ejecuta **tu** `wrap_minigpt_with_lora` (y, a través de ella, tu `LoRALinear` del
+Este notebook ejecuta **tu** `wrap_minigpt_with_lora` (y, a través de ella, tu `LoRALinear` del
 bloque A) sobre el MiniGPT del laboratorio. Muestra qué capas reciben un adaptador, cuántos números
 pasan a ser entrenables, que el modelo recién envuelto calcula exactamente lo mismo que antes, y que
 un ajuste fino corto con LoRA mueve el adaptador y nada más.
@@ -136,11 +136,11 @@ random loss is ln 128 ≈ 4.85; watch the kitchen loss too, a part the base neve
         es="""
 ## Un sustituto de modelo preentrenado
 
-Antes de nada de LoRA, un entrenamiento normal de todos los pesos: 100 pasos de AdamW solo con la
+Antes de cualquier LoRA, un entrenamiento normal de todos los pesos: 100 pasos de AdamW solo con la
 parte del pueblo. Es el «preentrenamiento» de nuestra miniatura: no produce un buen modelo de
 lenguaje, pero da a la base algo de conocimiento de la ortografía inglesa, para que luego el
-adaptador tenga sobre qué construir. Una pérdida al azar vale ln 128 ≈ 4,85; fíjate también en la
-pérdida de la cocina, una parte que la base no ha visto nunca.
+adaptador tenga sobre qué construir. Un modelo que adivina al azar tiene una pérdida de
+ln 128 ≈ 4,85; fíjate también en la pérdida de la cocina, una parte que la base no ha visto nunca.
 """,
     ),
     code(
@@ -179,10 +179,10 @@ at the end that training did not touch them.
         es="""
 ## Envolverlo
 
-A partir de aquí la base queda congelada. El envoltorio se hace in situ y devuelve el mismo objeto
-modelo. Justo después de envolver, todos los `lora_B` valen cero, así que los logits deben ser
+A partir de aquí la base queda congelada. El modelo se envuelve en su sitio: la función devuelve el
+mismo objeto. Justo después de envolver, todos los `lora_B` valen cero, así que los logits deben ser
 **exactamente** los del modelo sin envolver: la diferencia es `0.0`, no solo pequeña. Es el
-invariante 1 del blueprint, ahora para un modelo entero (el test calificado
+invariante 1 de `BLUEPRINT.md`, ahora para un modelo entero (el test evaluable
 `test_lora_init_identity_wrapped_minigpt`).
 
 `dropout=0.0` apaga el dropout del adaptador: con 100 pasos sobre un texto diminuto no hay nada que
@@ -221,7 +221,7 @@ table checks that formula against the sizes of the actual `lora_A` and `lora_B`.
 Los seis objetivos por defecto (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `mlp.fc1`, `mlp.fc2`) en
 cada uno de los dos bloques: doce capas `LoRALinear`. Cada una cuesta r · (in + out) números
 entrenables, y la tabla contrasta esa fórmula con el tamaño real de `lora_A` y `lora_B`. `lm_head`
-también es un `nn.Linear`, pero no es un objetivo, así que se queda como estaba (y congelada).
+también es un `nn.Linear`, pero no es un objetivo, así que se queda como estaba (y congelado).
 """,
     ),
     code(
@@ -255,9 +255,9 @@ Record the count and the fraction in your `notes.md` next to the block A values.
 ## Solo el adaptador es entrenable
 
 Tras envolver, exactamente los parámetros `lora_A` / `lora_B` tienen `requires_grad=True`: el
-invariante 2 del blueprint (los tests calificados `test_freeze_wrap_minigpt_default_targets` y
-`test_param_count_wrapped_minigpt`). Embeddings, normalizaciones de capa, `lm_head` y las bases
-envueltas están todas congeladas.
+invariante 2 de `BLUEPRINT.md` (los tests evaluables `test_freeze_wrap_minigpt_default_targets` y
+`test_param_count_wrapped_minigpt`). Los embeddings, las normalizaciones de capa, `lm_head` y las
+bases envueltas están todos congelados.
 
 La fracción entrenable es grande aquí porque el modelo es diminuto y sus embeddings y su `lm_head`
 pesan mucho en él; en un modelo de miles de millones de parámetros la misma receta entrena bastante

@@ -26,9 +26,9 @@ block C behaves like the reference.
         es="""
 # Bloque C — guardar y cargar un adaptador
 
-Este cuaderno ejecuta **tus** `lora_state_dict` y `load_lora_state_dict` (sobre un MiniGPT envuelto
+Este notebook ejecuta **tus** `lora_state_dict` y `load_lora_state_dict` (sobre un MiniGPT envuelto
 con tu código del bloque B). Merece la pena distribuir un adaptador por separado porque es pequeño:
-el modelo base se comparte y solo viajan `lora_A` / `lora_B`. El cuaderno muestra qué entra en el
+el modelo base se comparte y solo viajan `lora_A` / `lora_B`. El notebook muestra qué entra en el
 state dict del adaptador, lo pequeño que es, que vuelve exactamente igual (al mismo modelo y a uno
 nuevo) y que un adaptador defectuoso se rechaza sin tocar el modelo.
 
@@ -69,7 +69,7 @@ zero. All comparisons run in eval mode on one fixed batch of token ids.
 
 `build(seed)` crea un MiniGPT con la configuración del laboratorio y lo envuelve. Sus pesos base solo
 dependen de la semilla, así que dos llamadas con la misma semilla dan dos modelos con bases
-idénticas: un sustituto de «el mismo checkpoint preentrenado, cargado dos veces».
+idénticas: un sustituto de «el mismo punto de control preentrenado, cargado dos veces».
 
 Entrenar un adaptador es cosa del bloque B; aquí `randomize_adapter` se limita a llenar cada
 `lora_A` y `lora_B` de números aleatorios, en orden de nombre y con una semilla fija, para que el
@@ -151,7 +151,7 @@ saved adapter behind your back (the graded test `test_roundtrip_state_dict_keys_
 Exactamente los parámetros `lora_A` / `lora_B`, con sus nombres de `model.named_parameters()`: dos
 tensores por cada una de las 12 capas envueltas. Los valores deben ser **copias separadas del
 grafo**: iguales a los parámetros ahora, pero sin compartir memoria con ellos, para que seguir
-entrenando el modelo no pueda cambiar un adaptador guardado a tus espaldas (el test calificado
+entrenando el modelo no pueda cambiar un adaptador guardado a tus espaldas (el test evaluable
 `test_roundtrip_state_dict_keys_and_copies`).
 """,
     ),
@@ -181,11 +181,11 @@ percent of the checkpoint.
         es="""
 ## ¿Qué tamaño tiene?
 
-El adaptador guarda r · (in + out) números por capa envuelta; el checkpoint completo guarda todos los
-pesos del modelo. `torch.save` escribe en un búfer en memoria (`io.BytesIO`) en vez de en un
+El adaptador guarda r · (in + out) números por capa envuelta; el punto de control completo guarda
+todos los pesos del modelo. `torch.save` escribe en un búfer en memoria (`io.BytesIO`) en vez de en un
 archivo, y la longitud del búfer es el tamaño que tendría el archivo. En este modelo diminuto los
 embeddings y `lm_head` ocupan lo mismo que el adaptador; en un modelo grande el adaptador es apenas
-una fracción del uno por ciento del checkpoint.
+una fracción del uno por ciento del punto de control.
 """,
     ),
     code(
@@ -225,11 +225,11 @@ values **into** the existing parameters (an optimizer holds references to them),
 El adaptador pasa por `torch.save` y `torch.load` (con `weights_only=True`, la forma segura de cargar
 tensores). Después se sobrescribe el adaptador del modelo, como si el entrenamiento hubiera
 continuado o se hubiera probado otro adaptador, y se vuelve a cargar el guardado. Los logits deben
-volver a ser los del adaptador guardado: el invariante 4 del blueprint admite 1e-5, y como entran
+volver a ser los del adaptador guardado: el invariante 4 de `BLUEPRINT.md` admite 1e-5, y como entran
 los mismos números en el mismo cálculo la diferencia es de hecho `0.0`. Anota este valor en tu
 `notes.md`.
 
-Hay dos cosas más que exige el test calificado `test_roundtrip_same_model`: la carga copia los
+Hay dos cosas más que exige el test evaluable `test_roundtrip_same_model`: la carga copia los
 valores **dentro** de los parámetros existentes (un optimizador guarda referencias a ellos) y no toca
 los indicadores `requires_grad`, así que la base sigue congelada.
 """,
@@ -267,7 +267,7 @@ on.
 ## Ida y vuelta en un modelo nuevo
 
 La forma habitual de usar un adaptador: otra persona construye el mismo modelo base, lo envuelve de
-la misma manera y carga tu adaptador (el test calificado `test_roundtrip_into_fresh_model`). Antes
+la misma manera y carga tu adaptador (el test evaluable `test_roundtrip_into_fresh_model`). Antes
 de la carga el modelo nuevo calcula exactamente su base; después, exactamente los logits adaptados.
 
 El archivo del adaptador no contiene la base, y nada en él dice a qué base pertenece. Cargado en un
@@ -308,10 +308,10 @@ keys at fault, and whether the model is untouched.
 Un cargador que se salta en silencio lo que no reconoce convierte un archivo equivocado en un modelo
 equivocado sin que nadie se entere. `load_lora_state_dict` debe en cambio lanzar `ValueError` ante
 una clave que falta, una clave inesperada (aquí un peso de la base, `lm_head.weight`) o una forma
-incorrecta (un `lora_A` traspuesto, o un `lora_B` de forma (1, r) que `copy_` difundiría sin
-rechistar), y nombrar cada clave culpable, varias a la vez si hace falta. Debe comprobarlo todo
+incorrecta (un `lora_A` traspuesto, o un `lora_B` de forma (1, r) que `copy_` extendería por
+broadcasting sin rechistar), y nombrar cada clave culpable, varias a la vez si hace falta. Debe comprobarlo todo
 **antes** de copiar nada: tras una carga rechazada el modelo queda exactamente como estaba. Son los
-casos del test calificado `test_roundtrip_rejects_bad_state`.
+casos del test evaluable `test_roundtrip_rejects_bad_state`.
 
 La tabla muestra, para cada estado defectuoso, si llegó un `ValueError`, si su mensaje nombra las
 claves culpables y si el modelo quedó intacto.

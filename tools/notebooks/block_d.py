@@ -25,10 +25,10 @@ match the stored ones (`check --notebooks` reports no failure), your block D beh
         es="""
 # Bloque D — fusionar un adaptador con su base
 
-Este cuaderno ejecuta **tu** `LoRALinear.merge_` (y tus bloques A y B, sobre los que se apoya).
+Este notebook ejecuta **tu** `LoRALinear.merge_` (y tus bloques A y B, sobre los que se apoya).
 Primero entrena un adaptador pequeño para que haya una actualización real que fusionar, y después
 examina esa actualización: una matriz de rango como mucho r. Luego fusiona e imprime lo que
-comprueban los tests calificados: la salida antes y después de la fusión coincide salvo por el
+comprueban los tests evaluables: la salida antes y después de la fusión coincide salvo por el
 redondeo en coma flotante, los dos factores valen cero al terminar, ningún indicador
 `requires_grad` ha cambiado, una segunda fusión no hace nada y un adaptador nuevo puede empezar
 encima del peso fusionado. Por último, fusiona todos los adaptadores de un MiniGPT envuelto.
@@ -189,11 +189,11 @@ factors stay trainable.
         es="""
 ## Fusionar
 
-`merge_()` suma la actualización a `base.weight`, in situ, y después pone a cero los dos factores. La
-capa debe calcular la misma función que antes, pero ahora solo a través de su base. Las salidas no
+`merge_()` suma la actualización a `base.weight`, en su sitio, y después pone a cero los dos factores.
+La capa debe calcular la misma función que antes, pero ahora solo a través de su base. Las salidas no
 son idénticas bit a bit: `(W + ΔW) x` y `W x + ΔW x` redondean de forma distinta en float32. La
 diferencia está al nivel del redondeo en coma flotante, muy por debajo de 1e-5: es el invariante 3
-del blueprint (el test calificado `test_merge_equivalence`) y el segundo valor de tu `notes.md`.
+de `BLUEPRINT.md` (el test evaluable `test_merge_equivalence`) y el segundo valor de tu `notes.md`.
 
 `merge_` también debe dejar cada indicador `requires_grad` como estaba: la base sigue congelada y
 los factores siguen siendo entrenables.
@@ -268,7 +268,7 @@ salida es **exactamente** `base(x)`, y se podría cambiar el `LoRALinear` por su
 
 La regla del laboratorio es otra: `merge_` conserva los factores, puestos a cero, para que el módulo
 mantenga su forma y los nombres de sus parámetros, y para poder entrenar más adelante un adaptador
-nuevo encima. El precio es que la pasada hacia delante sigue ejecutando los dos productos finos de la
+nuevo encima. El precio es que la pasada hacia delante sigue ejecutando los dos productos estrechos de la
 rama: r · (in + out) multiplicaciones y sumas por fila de entrada, además de las in · out de la base.
 El peso fusionado tiene el tamaño del original, así que una capa fusionada cuesta lo mismo que el
 `nn.Linear` simple más esa rama a cero; cambiarla por su base quita incluso eso.
@@ -299,9 +299,9 @@ above are what the graded `test_merge_twice_and_reinit_then_train` checks.
 El enunciado del laboratorio pide que volver a sortear los factores tras una fusión no rompa nada. Sortear de nuevo
 `lora_A` (kaiming uniforme, como en la construcción) deja la salida igual, exactamente, porque
 `lora_B` sigue valiendo cero: la capa vuelve al estado del bloque A, un adaptador nuevo en la
-identidad, ahora alrededor del peso fusionado. Un paso hacia atrás muestra que aprende como uno
+identidad, ahora alrededor del peso fusionado. Una pasada hacia atrás muestra que aprende como uno
 nuevo: `lora_B` recibe gradiente, el de `lora_A` es cero en este primer paso y la base no recibe
-ninguno. Esto y la segunda fusión de más arriba es lo que comprueba el test calificado
+ninguno. Esto y la segunda fusión de más arriba es lo que comprueba el test evaluable
 `test_merge_twice_and_reinit_then_train`.
 """,
     ),
@@ -330,8 +330,8 @@ too: everything trainable.
         es="""
 ## Una base entrenable: fusionar fuera de autograd
 
-Con `freeze_base=False` el peso de la base requiere gradiente, y PyTorch no permite modificar in situ
-un tensor hoja así mientras autograd está registrando operaciones. Por eso `merge_` tiene que
+Con `freeze_base=False` el peso de la base requiere gradiente, y PyTorch no permite modificar en su
+sitio un tensor hoja así mientras autograd está registrando operaciones. Por eso `merge_` tiene que
 trabajar sin autograd (`torch.no_grad()`, o un decorador `@torch.no_grad()`). Aquí los indicadores
 también se quedan como estaban: todo entrenable.
 """,
@@ -411,7 +411,7 @@ deploy: the size and the speed of the original, with the adapter's behaviour bui
 
 `merge_()` en cada una de las doce capas y, después, otra vez los logits del mismo lote. A través de
 dos bloques transformer las diferencias de redondeo se acumulan un poco, pero se quedan muy por
-debajo de 1e-5 (el test calificado `test_merge_wrapped_minigpt`).
+debajo de 1e-5 (el test evaluable `test_merge_wrapped_minigpt`).
 
 Por último, los pesos fusionados se cargan en un `MiniGPT` normal, sin envolver: sus logits son
 **exactamente** los del modelo fusionado, porque cada rama a cero suma exactamente cero. Ese modelo
@@ -453,7 +453,7 @@ print("max |plain MiniGPT with merged weights - merged wrapped model|:",
 * Merging twice is harmless, and a fresh `lora_A` after a merge starts a new adapter at identity.
 """,
         es="""
-## Qué hay que llevarse
+## Lo esencial
 
 * La actualización que aprende un adaptador es una matriz de rango como mucho r; fusionarla la
   incorpora al peso base, así que la inferencia no necesita pesos adicionales.

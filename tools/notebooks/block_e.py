@@ -25,12 +25,12 @@ your block E behaves like the reference.
         es="""
 # Bloque E — LoRA sobre una regresión lineal, con gradientes a mano
 
-Este cuaderno ejecuta **tus** `lora_regression_grads` y `train_lora_regression` (de
+Este notebook ejecuta **tus** `lora_regression_grads` y `train_lora_regression` (de
 `src/minituner/lora.py`) sobre un pequeño problema de regresión sintético en NumPy. En tu código no
 hay `nn.Module` ni autograd: la pérdida, su gradiente y el bucle de descenso de gradiente los
 escribes tú. Aquí comprobamos tus gradientes contra el autograd de PyTorch, entrenamos un adaptador,
 lo comparamos con el mejor ajuste que podría alcanzar cualquier peso y probamos los casos límite que
-prueban los tests calificados.
+prueban los tests evaluables.
 
 Mientras el bloque E no esté escrito, la primera celda que llama a `lora_regression_grads` falla
 con el `NotImplementedError` de tu esqueleto (en Jupyter, ejecutar todo se detiene ahí). nbval ejecuta todas las celdas, así que también da por fallidas
@@ -153,7 +153,7 @@ $$G = \\frac{2}{N}\\, x^\\top (x W - y) \\qquad (d_\\text{in}, d_\\text{out}),$$
 
 y la regla de la cadena a través de `W = w_base + a @ b` da `grad_a = G @ b.T` y `grad_b = a.T @ G`.
 El factor 2/N corresponde a esta pérdida que suma sobre las salidas; con la media elemento a
-elemento, todos los gradientes serían d_out = 8 veces más pequeños. Los tests calificados siguen el
+elemento, todos los gradientes serían d_out = 8 veces más pequeños. Los tests evaluables siguen el
 algoritmo del laboratorio, así que esperan esta G.
 
 Al principio `b0` vale cero, así que `grad_a = G @ b0.T` es exactamente cero, como lo era el gradiente
@@ -191,10 +191,10 @@ exactly d_out = 8 times smaller, the factor the previous section warned about.
 
 Autograd calcula los mismos gradientes sin ninguna derivación: se construye la pérdida con tensores
 de PyTorch que requieren gradiente, se llama a `backward()` y se lee `.grad`. Todo en float64, en un
-punto aleatorio en el que tanto `a` como `b` son distintos de cero, para que ninguno de los dos
+punto aleatorio en el que tanto `a` como `b` son distintas de cero, para que ninguno de los dos
 gradientes sea trivialmente cero. Los dos valores de la pérdida coinciden, y los gradientes coinciden
 salvo por el redondeo de float64 (en torno a 1e-15): los dos cálculos suman los mismos números en otro
-orden. El test calificado `test_regression_grads_match_autograd` hace la misma comparación con
+orden. El test evaluable `test_regression_grads_match_autograd` hace la misma comparación con
 problemas de formas aleatorias.
 
 La última línea repite la comprobación con la media elemento a elemento de PyTorch como pérdida: sus
@@ -242,16 +242,16 @@ so that an equivalent formula written in another order also passes (as in the gr
 ## Entrenar, paso a paso
 
 Descenso de gradiente simple, lr = 0,05, 200 pasos, desde `a0` y `b0`. Cada paso calcula **los dos**
-gradientes a partir del mismo `(a, b)` y solo después actualiza ambos: el invariante 5 del
-blueprint. Actualizar primero `a` y calcular `grad_b` con la `a` nueva sería otro algoritmo, con
-otros números.
+gradientes a partir del mismo par `(a, b)` y solo después actualiza ambas matrices: el invariante 5
+de `BLUEPRINT.md`. Actualizar primero `a` y calcular `grad_b` con la `a` nueva sería otro
+algoritmo, con otros números.
 
 El bucle de abajo hace exactamente eso con tu `lora_regression_grads`, y anota la pérdida antes de
 cada paso para poder dibujar la curva. Después, `train_lora_regression` ejecuta por sí sola los mismos
-200 pasos; devuelve `a` y `b` aplanados y concatenados, que separamos de nuevo con sus formas. Con la
+200 pasos; devuelve `a` y `b` aplanadas y concatenadas, que separamos de nuevo con sus formas. Con la
 referencia los dos resultados son idénticos bit a bit; la comprobación acepta cualquier diferencia
 por debajo de 1e-10, para que también pase una fórmula equivalente escrita en otro orden (como en el
-test calificado `test_regression_train_matches_loop`).
+test evaluable `test_regression_train_matches_loop`).
 """,
     ),
     code(
@@ -283,9 +283,10 @@ print("train_lora_regression matches the loop (max |diff| < 1e-10):", bool(loop_
 Ordinary least squares (`np.linalg.lstsq`) finds the weight `W` with the lowest loss of all, with
 no rank limit: its loss is a floor that no adapter can go below. Our adapter can only move
 `w_base` by a rank-2 matrix, so it ends a little above the floor. The gap is small and it is not a
-failure: the full-rank fit uses its 96 free numbers to also fit some of the noise, which rank 2
-cannot. In fact the adapter's loss is already below the loss of the true weight `w_base + delta`,
-whose residual is pure noise.
+failure: the full-rank fit spends its 96 free numbers on fitting part of the noise as well. The
+adapter fits some noise too, the part that lies along the directions its rank-2 update can take;
+that is why its loss ends below the loss of the true weight `w_base + delta`, whose residual is pure
+noise. With 40 numbers instead of 96, it fits less of it than the full-rank fit.
 
 The rank-2 adapter has r · (d_in + d_out) = 40 numbers to train, against d_in · d_out = 96 for the
 full weight.
@@ -296,10 +297,11 @@ full weight.
 Los mínimos cuadrados ordinarios (`np.linalg.lstsq`) encuentran el peso `W` con la pérdida más baja
 de todas, sin límite de rango: su pérdida es un suelo por debajo del cual no puede bajar ningún
 adaptador. Nuestro adaptador solo puede mover `w_base` con una matriz de rango 2, así que termina un
-poco por encima del suelo. La distancia es pequeña y no es un fallo: el ajuste de rango completo usa
-sus 96 números libres para ajustar también parte del ruido, cosa que el rango 2 no puede hacer. De
-hecho, la pérdida del adaptador ya está por debajo de la del peso verdadero `w_base + delta`, cuyo
-residuo es solo ruido.
+poco por encima del suelo. La distancia es pequeña y no es un fallo: el ajuste de rango completo
+dedica sus 96 números libres a ajustar también parte del ruido. El adaptador también ajusta algo de
+ruido, la parte que cae en las direcciones que puede tomar su actualización de rango 2; por eso su
+pérdida termina por debajo de la del peso verdadero `w_base + delta`, cuyo residuo es solo ruido. Con
+40 números en lugar de 96, ajusta menos ruido que el ajuste de rango completo.
 
 El adaptador de rango 2 tiene r · (d_in + d_out) = 40 números que entrenar, frente a los
 d_in · d_out = 96 del peso completo.
@@ -343,11 +345,11 @@ it was given: `train_lora_regression` works on copies. These are the graded
         es="""
 ## Casos límite
 
-Los tests calificados también prueban las llamadas degeneradas. Con `n_steps=0` el bucle no se
+Los tests evaluables también prueban las llamadas degeneradas. Con `n_steps=0` el bucle no se
 ejecuta nunca, así que el resultado es exactamente `concat(a0.ravel(), b0.ravel())`. Con `lr=0` cada
 paso resta exactamente cero, así que después de cualquier número de pasos los valores siguen siendo
 los iniciales. Ninguna de las dos llamadas puede modificar los arrays que recibe:
-`train_lora_regression` trabaja con copias. Son los tests calificados
+`train_lora_regression` trabaja con copias. Son los tests evaluables
 `test_regression_zero_steps_and_zero_lr` y `test_regression_does_not_modify_inputs`.
 """,
     ),
@@ -375,15 +377,16 @@ print("a0 and b0 unchanged by the calls:    ", np.array_equal(a0, a0_copy) and n
   close to the full least-squares fit with far fewer trainable numbers.
 """,
         es="""
-## Qué hay que llevarse
+## Lo esencial
 
 * El bloque E es la traspuesta de los bloques A a D: `a` es (d_in, r) como `lora_A.T`, `b` es
   (r, d_out) como `lora_B.T`.
 * La pérdida suma sobre las salidas y divide entre N; `G = (2/N) x.T (xW - y)` es su gradiente,
   d_out veces el gradiente de la media elemento a elemento. Autograd coincide con tus gradientes
   escritos a mano salvo por el redondeo de float64.
-* Cada paso toma los dos gradientes del mismo `(a, b)` y después actualiza ambos. Un adaptador de
-  rango r se acerca al ajuste completo por mínimos cuadrados con muchos menos números entrenables.
+* Cada paso toma los dos gradientes del mismo par `(a, b)` y después actualiza ambas matrices. Un
+  adaptador de rango r se acerca al ajuste completo por mínimos cuadrados con muchos menos números
+  entrenables.
 """,
     ),
 ]

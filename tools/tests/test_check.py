@@ -20,8 +20,12 @@ from labkit.labinfo import load_lab
 from labkit.measure import EXPECTED_PARAMS, compare, judge, parse_notes, read_number
 from labkit.overlay import WORKBOOK_ROOT
 
-KEYS = ("initial_output_diff", "merge_diff", "trainable_params")
-GOOD = {"initial_output_diff": 0.0, "merge_diff": 6.6e-07, "trainable_params": EXPECTED_PARAMS}
+KEYS = load_lab().notes_keys
+#: What labkit.measure reports for the reference (names come back from JSON as a list).
+GOOD = {"initial_output_diff": 0.0, "gradient_flow": ["lora_A", "lora_B"], "merge_diff": 6.6e-07,
+        "merge_bound": 1.94e-05, "trainable_params": EXPECTED_PARAMS}
+#: The same values as a notes file gives them once parsed.
+GOOD_NOTES = {**GOOD, "gradient_flow": ("lora_A", "lora_B"), "trainable_params": 1024.0}
 
 
 # ----------------------------------------------------------------------------- the notes file
@@ -56,14 +60,16 @@ def test_parse_notes_accepts_markdown_case_and_separators() -> None:
 - **Initial_Output_Diff**: 0.0
 * `merge_diff: ~7e-7`
 > TRAINABLE_PARAMS = 1,024
+Gradient_flow: `lora_B` and `lora_A`
 merge_diff: 1.0   (a later line for the same key is ignored)
 """
-    assert parse_notes(text, KEYS) == {"initial_output_diff": 0.0, "merge_diff": 7e-07, "trainable_params": 1024.0}
+    assert parse_notes(text, KEYS) == {"initial_output_diff": 0.0, "merge_diff": 7e-07, "trainable_params": 1024.0,
+                                       "gradient_flow": ("lora_A", "lora_B")}
     assert all(p == "" for p in compare(parse_notes(text, KEYS), GOOD, KEYS).values())
 
 
 def test_an_unreadable_value_is_named() -> None:
-    notes = parse_notes("merge_diff: xyz\ntrainable_params: 1024\n", KEYS)
+    notes = parse_notes("merge_diff: xyz\ntrainable_params: 1024\ngradient_flow: lora_A, lora_B\n", KEYS)
     assert notes["merge_diff"] == "xyz"
     problems = compare(notes, GOOD, KEYS)
     assert problems["merge_diff"] == "could not read the value 'xyz' of merge_diff: write a number, e.g. 6.6e-07"
@@ -76,17 +82,35 @@ def test_an_unreadable_value_is_named() -> None:
 
 
 def test_every_message_says_what_was_read_and_what_was_expected() -> None:
-    notes: dict[str, float | str] = {"initial_output_diff": 0.5, "merge_diff": 0.01, "trainable_params": 1.0}
-    measured = {"initial_output_diff": 0.0, "merge_diff": 3e-8, "trainable_params": 1024}
+    notes: dict[str, object] = {"initial_output_diff": 0.5, "merge_diff": 0.01, "trainable_params": 1.0,
+                                "gradient_flow": ("base.weight", "lora_A", "lora_B")}
+    measured = {"initial_output_diff": 0.0, "merge_diff": 3e-8, "trainable_params": 1024,
+                "gradient_flow": ["lora_A", "lora_B"]}
+    read = {"initial_output_diff": "0.5", "merge_diff": "0.01", "trainable_params": "1",
+            "gradient_flow": "base.weight, lora_A, lora_B"}
     for lang in ("en", "es"):
         for key, (problem, line) in judge(notes, measured, KEYS, lang).items():
             assert problem and line == problem
-            assert f"{notes[key]:g}" in problem, problem  # what was read
-            assert re.search(r"0\.0|1e-05|1024", problem), problem  # what was expected
-    ok = judge({**GOOD, "trainable_params": 1024.0}, GOOD, KEYS)
-    assert [line for _, line in ok.values()] == ["ok (0)", "ok (6.6e-07)", "ok (1024)"]
+            assert read[key] in problem, problem  # what was read
+            assert re.search(r"0\.0|1e-05|1024|lora_A, lora_B", problem), problem  # what was expected
+    ok = judge(GOOD_NOTES, GOOD, KEYS)
+    assert [line for _, line in ok.values()] == ["ok (0)", "ok (lora_A, lora_B)", "ok (6.6e-07)", "ok (1024)"]
     crashed = compare(GOOD, {"initial_output_diff": "NotImplementedError: Block A"}, KEYS)
     assert "NotImplementedError: Block A" in crashed["initial_output_diff"]
+
+
+def test_gradient_flow_names_and_the_merge_bound() -> None:
+    assert parse_notes("gradient_flow: [lora_A, lora_B]", KEYS)["gradient_flow"] == ("lora_A", "lora_B")
+    assert parse_notes("gradient_flow: lora_B y lora_A", KEYS)["gradient_flow"] == ("lora_A", "lora_B")
+    empty = compare(parse_notes("gradient_flow:", KEYS), GOOD, KEYS)["gradient_flow"]
+    assert empty.startswith("no parameter names after 'gradient_flow:'"), empty
+    leaky = {**GOOD, "gradient_flow": ["base.bias", "base.weight", "lora_A", "lora_B"]}
+    problem = compare(GOOD_NOTES, leaky, KEYS)["gradient_flow"]
+    assert "base.bias, base.weight, lora_A, lora_B received a gradient" in problem, problem
+    # The merge bound is the graded tests' rule, 1e-5 * max(1, largest |output|), as measured.
+    within = {**GOOD_NOTES, "merge_diff": 1.5e-05}
+    assert compare(within, GOOD, KEYS)["merge_diff"] == ""
+    assert "below 1.94e-05" in compare({**within, "merge_diff": 2e-05}, GOOD, KEYS)["merge_diff"]
 
 
 def test_item_detail_follows_the_language_and_old_results_still_load() -> None:

@@ -170,7 +170,8 @@ def test_reference_full_marks_stubs_zero_hidden_tests_count(tmp_path: Path) -> N
 def test_missing_lora_is_reported(tmp_path: Path) -> None:
     submission = find_submission(tmp_path, load_lab())
     grade = grade_submission(submission, limits=LIMITS)
-    assert grade.points == 0 and "no lora.py found" in grade.problem
+    assert grade.points == 0 and "no lora.py found" in grade.problem["en"]
+    assert "no se encontró lora.py" in grade.problem["es"]
 
 
 def test_classroom_workflow_is_generated_from_the_metadata() -> None:

@@ -289,8 +289,8 @@ def test_messages_name_the_line_and_the_rule_in_both_languages() -> None:
         f"line {FIRST + 1}: `eval`: the built-in `eval` is not allowed in the lab",
     ]
     assert format_violations(violations, "es").splitlines() == [
-        f"línea {FIRST}: `import os`: el lab solo permite importar de {allowed}",
-        f"línea {FIRST + 1}: `eval`: la función integrada `eval` no está permitida en el lab",
+        f"línea {FIRST}: `import os`: el laboratorio solo permite importar de {allowed}",
+        f"línea {FIRST + 1}: `eval`: la función integrada `eval` no está permitida en el laboratorio",
     ]
 
 
@@ -299,7 +299,7 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     bad.write_text("import sys\n")
     assert main([str(REFERENCE), "--lang", "en"]) == 0
     assert main([str(bad), "--lang", "es"]) == 1
-    assert capsys.readouterr().out.startswith(f"{bad}: línea 1: `import sys`: el lab solo permite")
+    assert capsys.readouterr().out.startswith(f"{bad}: línea 1: `import sys`: el laboratorio solo permite")
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2

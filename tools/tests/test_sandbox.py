@@ -94,7 +94,7 @@ def test_no_sandbox_is_recorded_in_every_result(tmp_path: Path, capsys: pytest.C
     assert "WARNING" in capsys.readouterr().err
     result = json.loads((tmp_path / "out" / "not_utf8" / "result.json").read_text(encoding="utf-8"))
     assert result["notices"] == [UNSANDBOXED]
-    assert UNSANDBOXED in (tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8")
+    assert UNSANDBOXED["en"] in (tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8")
 
 
 def _submission_dir(tmp_path: Path) -> Path:
@@ -132,7 +132,8 @@ def test_submissions_are_read_never_followed(tmp_path: Path, case: str) -> None:
 
         os.mkfifo(lora)  # reading it would block forever
     grade = grade_submission(find_submission(path, lab), limits=LIMITS)
-    assert grade.points == 0 and expected in grade.problem, grade.problem
+    assert grade.points == 0 and expected in grade.problem["en"], grade.problem
+    assert grade.problem["es"] and grade.problem["es"] != grade.problem["en"], "every problem is said in Spanish too"
 
 
 def _write_report(path: Path, *records: object) -> None:

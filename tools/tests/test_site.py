@@ -62,8 +62,75 @@ def test_every_page_is_built_in_both_languages(built_site: Path) -> None:
     spanish = {p.relative_to(built_site / "es") for p in _pages(built_site / "es")}
     english.discard(Path("404.html"))
     assert english == spanish, f"only English: {english - spanish}; only Spanish: {spanish - english}"
-    for name in ["lab/00-lora-by-hand", "theory/02-parameter-count", "solutions/00-lora-by-hand-ref"]:
+    names = ["lab/00-lora-by-hand", "theory/02-parameter-count", "solutions/00-lora-by-hand-ref", "design/BLUEPRINT"]
+    for name in names:
         assert Path(name, "index.html") in english
+
+
+def test_blueprint_page_in_both_languages(built_site: Path) -> None:
+    """src/minituner/BLUEPRINT.md and its twin are pages, with working links both ways."""
+    for lang, title in [("", "minituner: the blueprint"), ("es/", "minituner: diseño del paquete")]:
+        html = (built_site / lang / "design" / "BLUEPRINT" / "index.html").read_text(encoding="utf-8")
+        assert f'<html lang="{lang.rstrip("/") or "en"}"' in html
+        assert f">{title}<" in html, f"{lang}design/BLUEPRINT: the title {title!r} is not on the page"
+        assert "translation_of" not in html, "the front matter is shown as text"
+        # Its repository links (../../labs/..., ../../docs/theory/...) point at the site's pages.
+        for target in ["../../lab/00-lora-by-hand/", "../../theory/03-init-and-scaling/"]:
+            assert f'href="{target}"' in html, f"{lang}design/BLUEPRINT: no link to {target}"
+        # Pages that link to src/minituner/BLUEPRINT.md in the repository link to it on the site.
+        for page, target in [("lab/00-lora-by-hand", "../../design/BLUEPRINT/"),
+                             ("instructors", "../design/BLUEPRINT/")]:
+            linking = (built_site / lang / page / "index.html").read_text(encoding="utf-8")
+            assert f'href="{target}"' in linking, f"{lang}{page}: no link to the BLUEPRINT page"
+
+
+def test_blueprint_pair_is_checked_and_staged(tmp_path: Path) -> None:
+    """The BLUEPRINT.md pair is a page pair of the parity and drift check; lora.py is no page."""
+    pairs, orphans = site.pairs_and_orphans()
+    package = ROOT / "src" / "minituner"
+    assert site.Pair(package / "BLUEPRINT.md", package / "BLUEPRINT.es.md") in pairs, orphans
+    assert not [p for p in site.site_sources() if p.suffix == ".py"]
+    blueprint = site.Pair(package / "BLUEPRINT.md", package / "BLUEPRINT.es.md")
+    # The Spanish twin is present, in step with the English page, and translates its current text.
+    assert site.parity_problems(blueprint) == [] and site.drift_problems(blueprint) == []
+
+    for tree in site.STAGED:
+        (tmp_path / tree).mkdir(parents=True)
+    source = tmp_path / "src" / "minituner"
+    english = source / "BLUEPRINT.md"
+    english.write_text(
+        "# Blueprint\n\nSee [the lab](../../labs/00-lora-by-hand.md#block-a) and "
+        "[the theory](../../docs/theory/03-init-and-scaling.md).\n",
+        encoding="utf-8",
+    )
+    (source / "lora.py").write_text("x = 1\n", encoding="utf-8")
+    assert site.site_problems(tmp_path) == ["src/minituner/BLUEPRINT.md: no Spanish twin (BLUEPRINT.es.md)"]
+    spanish = source / "BLUEPRINT.es.md"
+    spanish.write_text(
+        "# Diseño\n\nVer [el laboratorio](../../labs/00-lora-by-hand.md#block-a) y "
+        "[la teoría](../../docs/theory/03-init-and-scaling.md).\n",
+        encoding="utf-8",
+    )
+    site.record_translation(english)
+    assert site.site_problems(tmp_path) == []
+    english.write_text(english.read_text(encoding="utf-8") + "\nOne more sentence.\n", encoding="utf-8")
+    problems = site.site_problems(tmp_path)
+    assert len(problems) == 1 and "src/minituner/BLUEPRINT.md changed since" in problems[0], problems
+
+    site.stage_external_pages(tmp_path)
+    staged = tmp_path / "docs" / "design"
+    assert sorted(p.name for p in staged.iterdir()) == ["BLUEPRINT.es.md", "BLUEPRINT.md"]
+    text = (staged / "BLUEPRINT.md").read_text(encoding="utf-8")
+    assert "](../lab/00-lora-by-hand.md#block-a)" in text and "](../theory/03-init-and-scaling.md)" in text
+    assert site.site_problems(tmp_path) == problems, "the staged copies must not count as pages"
+
+
+def test_site_links_for_pages_in_docs() -> None:
+    """A page in docs/ may link to a staged page by its repository path; the site gets the copy."""
+    text = "[a](../../src/minituner/BLUEPRINT.md#x) [b](../benchmarks/index.md) [c](../../tests/t.py) [d](#y)"
+    assert site.site_links(text, "docs/instructors", "docs/instructors") == (
+        "[a](../design/BLUEPRINT.md#x) [b](../benchmarks/index.md) [c](../../tests/t.py) [d](#y)"
+    )
 
 
 def test_notebook_pages_are_rendered_not_raw_json(built_site: Path) -> None:

@@ -11,12 +11,15 @@ from labkit.overlay import TestOutcome as Outcome  # not collected as a test cla
 from labkit.verify import REFERENCE
 from labkit.zoo import (
     TABLE_PATHS,
+    Alternative,
     Bug,
     ZooError,
     ZooResult,
     first_shown,
+    load_alternatives,
     load_bugs,
     render_table,
+    run_alternatives,
     run_zoo,
     zoo_problems,
 )
@@ -38,6 +41,22 @@ def test_zoo_is_big_and_covers_every_block() -> None:
 def test_every_variant_is_caught_and_named(zoo_results: list[ZooResult]) -> None:
     problems = zoo_problems(zoo_results)
     assert not problems, "\n\n".join(problems)
+
+
+def test_correct_alternatives_pass_every_test() -> None:
+    # The lab allows choices the reference does not make (a scale buffer saved with the adapter):
+    # the graded tests must not demand the reference's own.
+    alternatives = load_alternatives()
+    assert alternatives, "tools/zoo/bugs.toml lists no [[alternative]]"
+    failing = {alt: tests for alt, tests in run_alternatives(alternatives).items() if tests}
+    assert not failing, f"correct alternatives that fail graded tests: {failing}"
+
+
+def test_a_wrong_alternative_is_reported() -> None:
+    # A bug presented as an "alternative" fails tests, and run_alternatives names them.
+    bug = next(b for b in load_bugs() if b.id == "B-random-init")
+    wrong = Alternative("wrong", "a bug in disguise", "un error disfrazado", bug.edits)
+    assert "test_lora_init_identity_factors[float32]" in run_alternatives([wrong])["wrong"]
 
 
 def test_instructor_tables_match_the_runs(zoo_results: list[ZooResult]) -> None:
