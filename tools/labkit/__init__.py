@@ -1,8 +1,16 @@
 """labkit: the workbook's own tooling (instructors and maintainers; students never edit it).
 
-overlay  runs the official graded tests on a candidate lora.py in a pristine copy of the workbook
-report   the pytest plugin that records each graded test's outcome, and the reader that judges it from outside
-sandbox  the bubblewrap sandbox every run of a submission's code goes through when grading
-rules    the lab's code rule, checked on a submission's source without running it
-verify   the maintainers' verification: reference passes, stubs fail for the right reason
+One subpackage per job, each importing only from those listed before it:
+
+core      the lab's facts (labs/lab.toml), running the graded tests on a candidate lora.py in a
+          pristine copy of the workbook (overlay), the report plugin judged from outside, the sandbox
+content   what readers see: the notebooks, built and executed with the reference, and the bilingual site
+grading   what students and instructors run: check, grade, the notes measurement, the code rule,
+          reading submissions, the GitHub workflows that run them
+quality   what maintainers run to trust the lab: the verification of the reference and the stubs,
+          the bug zoo, the example submissions
+bench     what measures: LoRA's costs for the benchmark page, and the workbook's own speed
 """
+
+#: The subpackages in dependency order: each may import from itself and those before it only.
+LAYERS = ("core", "content", "grading", "quality", "bench")

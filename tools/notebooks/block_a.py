@@ -1,6 +1,6 @@
 """Source of labs/block_a_identity.ipynb (and .es.ipynb). Rebuild: python -m labkit.notebooks."""
 
-from labkit.notebooks import FIRST_CALL_TAG, code, md
+from labkit.content.notebooks import FIRST_CALL_TAG, code, md
 
 NAME = "block_a_identity"
 BLOCK = "A"

@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 import torch
+from labkit.bench import lora as bench
+from labkit.bench import page as benchpage
+from labkit.bench.timing import Stat, interleaved, ratios
+from labkit.content import site
+from labkit.core.overlay import REFERENCE, WORKBOOK_ROOT, import_file
 from torch import nn
 
-from labkit import bench, benchpage, site
-from labkit.timing import Stat, interleaved, ratios
-from labkit.verify import REFERENCE, WORKBOOK_ROOT
 from minituner.model import MiniGPT, MiniGPTConfig
 
 LAB_TOTAL = 118528  # the lab MiniGPT's parameters (theory/02-parameter-count)
@@ -30,7 +32,7 @@ LAB_TOTAL = 118528  # the lab MiniGPT's parameters (theory/02-parameter-count)
 
 @pytest.fixture(scope="module")
 def reference() -> ModuleType:
-    return bench.load_lora(REFERENCE)
+    return import_file(REFERENCE, "reference_lora")
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +214,7 @@ def test_unwrap_extension_of_the_write_up_gives_a_plain_minigpt(
 
 # ----------------------------------------------------------------------------- the workbook's speed
 def test_speed_suite_prints_the_suite_against_import_torch() -> None:
-    command = [sys.executable, "-m", "labkit.speed", "suite", "--repeat", "1"]
+    command = [sys.executable, "-m", "labkit.bench.speed", "suite", "--repeat", "1"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=WORKBOOK_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"graded_suite +median +\d+\.\d+ s", result.stdout), result.stdout

@@ -1,4 +1,4 @@
-"""The student's `check` (labkit.check) and the notes file's parser (labkit.measure).
+"""The student's `check` (labkit.grading.check) and the notes file's parser (labkit.grading.measure).
 
 The parser, the cleaning of failure messages and the wrapping are unit tests (no subprocess); two
 end-to-end runs of `check` on the workbook's own lora.py (the stubs) check the progress lines, the
@@ -13,15 +13,21 @@ import subprocess
 import sys
 
 import pytest
-from labkit import overlay
-from labkit.check import WIDTH, cell_error, notebook_report, wrap
-from labkit.grading import ItemGrade, failure_message, grade_from_json
-from labkit.labinfo import load_lab
-from labkit.measure import EXPECTED_PARAMS, compare, judge, parse_notes, read_number
-from labkit.overlay import WORKBOOK_ROOT
+from labkit.core import overlay
+from labkit.core.labinfo import load_lab
+from labkit.core.overlay import WORKBOOK_ROOT
+from labkit.grading.check import WIDTH, cell_error, notebook_report, wrap
+from labkit.grading.grader import ItemGrade, failure_message, grade_from_json
+from labkit.grading.measure import (
+    EXPECTED_PARAMS,
+    compare,
+    judge,
+    parse_notes,
+    read_number,
+)
 
 KEYS = load_lab().notes_keys
-#: What labkit.measure reports for the reference (names come back from JSON as a list).
+#: What labkit.grading.measure reports for the reference (names come back from JSON as a list).
 GOOD = {"initial_output_diff": 0.0, "gradient_flow": ["lora_A", "lora_B"], "merge_diff": 6.6e-07,
         "merge_bound": 1.94e-05, "trainable_params": EXPECTED_PARAMS}
 #: The same values as a notes file gives them once parsed.
@@ -172,7 +178,7 @@ def test_notebook_names_and_cell_errors() -> None:
 # ----------------------------------------------------------------------------- end to end
 def _check(*args: str, lang_env: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LANG": lang_env, "LANGUAGE": "", "LC_ALL": ""}
-    return subprocess.run([sys.executable, "-m", "labkit.check", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "labkit.grading.check", *args], capture_output=True, text=True, env=env,
                           timeout=300, cwd=WORKBOOK_ROOT)  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 Each page that says what a test checks (a tolerance, a rank, a model size, a count) is read here in
 both languages and compared with tests/test_minituner.py, imported as a module, and with
-labkit.measure, which judges the notes file by the same rules; the example value of merge_diff
+labkit.grading.measure, which judges the notes file by the same rules; the example value of merge_diff
 that the lab shows is measured on the reference. Change a constant and these tests name every
 page that still quotes the old figure.
 """
@@ -14,16 +14,12 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from labkit.core.overlay import REFERENCE, WORKBOOK_ROOT, import_file
+from labkit.grading import measure
 from torch import nn
-
-from labkit import measure
-from labkit.bench import load_lora
-from labkit.overlay import WORKBOOK_ROOT
-from labkit.verify import REFERENCE
 
 GRADED_TESTS = WORKBOOK_ROOT / "tests" / "test_minituner.py"
 #: Pages that state the merge rule or quote a tolerance, as (English, Spanish).
@@ -68,9 +64,9 @@ def _paragraph(text: str, anchor: str, page: str) -> str:
 
 @contextmanager
 def _reference_as_lora() -> Iterator[None]:
-    """minituner.lora is the reference solution for the duration (labkit.measure imports it)."""
+    """minituner.lora is the reference solution for the duration (labkit.grading.measure imports it)."""
     saved = sys.modules.get("minituner.lora")
-    sys.modules["minituner.lora"] = load_lora(REFERENCE)
+    sys.modules["minituner.lora"] = import_file(REFERENCE, "reference_lora")
     try:
         yield
     finally:
@@ -83,7 +79,7 @@ def _reference_as_lora() -> Iterator[None]:
 def test_tolerances_quoted_are_the_tests(graded: ModuleType) -> None:
     tolerances = {graded.MERGE_TOLERANCE, graded.ROUNDTRIP_TOLERANCE}
     assert measure.MERGE_TOLERANCE == graded.MERGE_TOLERANCE, (
-        "labkit.measure judges merge_diff with another tolerance than the graded tests"
+        "labkit.grading.measure judges merge_diff with another tolerance than the graded tests"
     )
     with _reference_as_lora():
         measured = measure.measure()

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from labkit.tomlread import read_toml
+from labkit.core.tomlread import read_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 GLOSSARY = ROOT / "tools" / "i18n" / "glossary.toml"
@@ -41,7 +40,7 @@ GLOSSARY = ROOT / "tools" / "i18n" / "glossary.toml"
 #: solutions/ and src/minituner/ (their sources are scanned).
 SKIPPED_DIRS = (".venv", "venv", "site", "build", "dist", "node_modules", "docs/lab", "docs/solutions", "docs/design")
 #: Python files whose Spanish strings are shown to people: tool messages, notebook sources, tests.
-PYTHON_SOURCES = ("tools/labkit/*.py", "tools/notebooks/*.py", "tests/*.py")
+PYTHON_SOURCES = ("tools/labkit/**/*.py", "tools/notebooks/*.py", "tests/*.py")
 #: TOML files with Spanish strings, under keys named ``es`` or ending in ``_es``.
 TOML_SOURCES = ("labs/lab.toml", "tools/zoo/bugs.toml")
 MKDOCS = ROOT / "mkdocs.yml"
@@ -416,7 +415,7 @@ def test_every_kind_of_spanish_text_is_scanned() -> None:
         "labs/00-lora-by-hand.es.md", "docs/index.es.md", "solutions/00-lora-by-hand-ref.es.md",
         "docs/instructors/bug-zoo.es.md", "docs/benchmarks/index.es.md",
         "tools/notebooks/block_a.py", "tools/notebooks/block_e.py", "labs/lab.toml", "tools/zoo/bugs.toml",
-        "tools/labkit/check.py", "tools/labkit/grading.py", "tools/labkit/rules.py", "mkdocs.yml",
+        "tools/labkit/grading/check.py", "tools/labkit/grading/grader.py", "tools/labkit/grading/rules.py", "mkdocs.yml",
     ):  # fmt: skip
         assert expected in sources, f"no Spanish text found in {expected}"
     assert not any(s.startswith(("docs/lab/", "docs/solutions/", ".venv/")) for s in sources), sources

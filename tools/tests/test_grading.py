@@ -15,15 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
-from labkit import grade as grade_cli
-from labkit.classroom import WORKFLOW_PATH, render_workflow
-from labkit.grading import Grade, grade_submission
-from labkit.labinfo import load_lab
-from labkit.overlay import WORKBOOK_ROOT, Limits
-from labkit.sandbox import MARKER_ENV
-from labkit.submission import Submission, find_submission
-from labkit.tomlread import read_toml
-from labkit.verify import REFERENCE, STUBS
+from labkit.core.labinfo import load_lab
+from labkit.core.overlay import REFERENCE, STUBS, WORKBOOK_ROOT, Limits
+from labkit.core.sandbox import MARKER_ENV
+from labkit.core.tomlread import read_toml
+from labkit.grading import grade as grade_cli
+from labkit.grading.classroom import WORKFLOW_PATH, render_workflow
+from labkit.grading.grader import Grade, grade_submission
+from labkit.grading.submission import Submission, find_submission
 
 EXPECTED = read_toml(grade_cli.EXAMPLES / "expected.toml")
 LIMITS = Limits(memory_mb=4096, output_mb=64, test_timeout_s=10)
@@ -176,7 +175,7 @@ def test_missing_lora_is_reported(tmp_path: Path) -> None:
 
 def test_classroom_workflow_is_generated_from_the_metadata() -> None:
     assert WORKFLOW_PATH.read_text(encoding="utf-8") == render_workflow(load_lab()), (
-        "tools/grading/classroom.yml is stale: run python -m labkit.classroom --write"
+        "tools/grading/classroom.yml is stale: run python -m labkit.grading.classroom --write"
     )
     for block in load_lab().blocks:
         assert f"-m {block.marker} " in WORKFLOW_PATH.read_text(encoding="utf-8")
@@ -184,7 +183,7 @@ def test_classroom_workflow_is_generated_from_the_metadata() -> None:
 
 def _check(*args: str, lang_env: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LANG": lang_env, "LANGUAGE": "", "LC_ALL": ""}
-    return subprocess.run([sys.executable, "-m", "labkit.check", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, "-m", "labkit.grading.check", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
 def test_check_gives_hints_in_the_users_language() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-
-from labkit.notebooks import (
+from labkit.content.notebooks import (
     LABS,
     LANGUAGES,
     NotebookSource,
@@ -17,8 +16,7 @@ from labkit.notebooks import (
     nbval_stub_problems,
     run_nbval,
 )
-from labkit.overlay import WORKBOOK_ROOT
-from labkit.verify import REFERENCE, STUBS
+from labkit.core.overlay import REFERENCE, STUBS, WORKBOOK_ROOT
 
 SOURCES = load_sources()
 EXPECTED = len(SOURCES) * len(LANGUAGES)

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from labkit.overlay import (
+from labkit.core.overlay import (
     CANDIDATE_PATH,
     PRISTINE_PATHS,
     WORKBOOK_ROOT,
@@ -20,7 +19,7 @@ from labkit.overlay import (
     pristine_copy,
     run_overlay,
 )
-from labkit.verify import REFERENCE, STUBS, reference_problems, stub_problems
+from labkit.quality.verify import REFERENCE, STUBS, reference_problems, stub_problems
 
 LAB_K_EXPRESSION = "lora_init_identity or param_count or merge or freeze or roundtrip"
 

@@ -1,4 +1,4 @@
-"""The lab's code rule, checked statically (labkit.rules): what is caught, and what must pass."""
+"""The lab's code rule, checked statically (labkit.grading.rules): what is caught, and what must pass."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from labkit.labinfo import LANGUAGES, load_lab
-from labkit.overlay import WORKBOOK_ROOT
-from labkit.rules import Violation, check_source, format_violations, main
-from labkit.tomlread import read_toml
-from labkit.verify import REFERENCE
-from labkit.zoo import Bug, load_bugs
+from labkit.core.labinfo import LANGUAGES, load_lab
+from labkit.core.overlay import REFERENCE, WORKBOOK_ROOT
+from labkit.core.tomlread import read_toml
+from labkit.grading.rules import Violation, check_source, format_violations, main
+from labkit.quality.zoo import Bug, load_bugs
 
 EXAMPLES = WORKBOOK_ROOT / "tools" / "grading" / "examples"
 STUBS = WORKBOOK_ROOT / load_lab().submission
@@ -304,7 +302,7 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         main([])
     assert exit_info.value.code == 2
     run = subprocess.run(
-        [sys.executable, "-m", "labkit.rules", "--lang", "en", str(bad)],
+        [sys.executable, "-m", "labkit.grading.rules", "--lang", "en", str(bad)],
         capture_output=True,
         text=True,
         check=False,

@@ -14,14 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-from labkit import grade as grade_cli
-from labkit import sandbox
-from labkit.grading import UNSANDBOXED, grade_submission
-from labkit.labinfo import load_lab
-from labkit.overlay import WORKBOOK_ROOT, Limits, run_limited
-from labkit.report import ReportReader
-from labkit.submission import MAX_SOURCE_BYTES, find_submission
-from labkit.verify import REFERENCE, STUBS
+from labkit.core import sandbox
+from labkit.core.labinfo import load_lab
+from labkit.core.overlay import REFERENCE, STUBS, WORKBOOK_ROOT, Limits, run_limited
+from labkit.core.report import ReportReader
+from labkit.grading import grade as grade_cli
+from labkit.grading.grader import UNSANDBOXED, grade_submission
+from labkit.grading.submission import MAX_SOURCE_BYTES, find_submission
 
 LIMITS = Limits(memory_mb=4096, output_mb=64, test_timeout_s=10)
 
@@ -190,7 +189,7 @@ def test_a_test_whose_report_cannot_be_made_does_not_pass(tmp_path: Path) -> Non
     (tmp_path / "test_one.py").write_text("def test_fine():\n    assert True\n", encoding="utf-8")
     report = tmp_path / "report.jsonl"
     env = {**os.environ, "LABKIT_REPORT": str(report)}
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "labkit.report", "-p", "no:cacheprovider", str(tmp_path)],
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "labkit.core.report", "-p", "no:cacheprovider", str(tmp_path)],
                    cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     reader = ReportReader(report)
     reader.poll()

@@ -20,8 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
-from labkit import site
+from labkit.content import site
 
 ROOT = site.ROOT
 CHROMIUM = Path("/usr/bin/chromium")
@@ -291,12 +290,11 @@ def _assert_math_typeset(page) -> None:  # type: ignore[no-untyped-def]
 
 def test_parameter_count_page_matches_the_model() -> None:
     """The worked tables of theory/02-parameter-count are what the reference actually counts."""
+    from labkit.core.overlay import REFERENCE, import_file
+
     from minituner.model import MiniGPT, MiniGPTConfig
 
-    from labkit.bench import load_lora
-    from labkit.verify import REFERENCE
-
-    reference = load_lora(REFERENCE)
+    reference = import_file(REFERENCE, "reference_lora")
     total = sum(p.numel() for p in MiniGPT(MiniGPTConfig()).parameters())
     for page in ["docs/theory/02-parameter-count.md", "docs/theory/02-parameter-count.es.md"]:
         text = (ROOT / page).read_text(encoding="utf-8")

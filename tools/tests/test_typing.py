@@ -5,8 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from labkit.overlay import CANDIDATE_PATH, WORKBOOK_ROOT
-from labkit.verify import REFERENCE
+from labkit.core.overlay import CANDIDATE_PATH, REFERENCE, WORKBOOK_ROOT
 
 
 def test_mypy_strict_passes_on_stubs_and_reference() -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from labkit.overlay import OverlayRun
-from labkit.overlay import TestOutcome as Outcome  # not collected as a test class
-from labkit.verify import REFERENCE
-from labkit.zoo import (
+from labkit.core.overlay import REFERENCE, OverlayRun
+from labkit.core.overlay import TestOutcome as Outcome  # not collected as a test class
+from labkit.quality.zoo import (
     TABLE_PATHS,
     Alternative,
     Bug,
@@ -61,9 +59,9 @@ def test_a_wrong_alternative_is_reported() -> None:
 
 def test_instructor_tables_match_the_runs(zoo_results: list[ZooResult]) -> None:
     for lang, path in TABLE_PATHS.items():
-        assert path.exists(), f"{path} is missing: run `python -m labkit.zoo --write`"
+        assert path.exists(), f"{path} is missing: run `python -m labkit.quality.zoo --write`"
         assert path.read_text(encoding="utf-8") == render_table(zoo_results, lang), (
-            f"{path.name} is stale: run `python -m labkit.zoo --write` and commit the result"
+            f"{path.name} is stale: run `python -m labkit.quality.zoo --write` and commit the result"
         )
 
 

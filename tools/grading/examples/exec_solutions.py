@@ -1,5 +1,5 @@
 """Hostile example for the grader: the stubs, plus code that looks for the instructor's reference
-solution (solutions/lora.py under labkit.overlay.WORKBOOK_ROOT, or under one of sys.executable's
+solution (solutions/lora.py under labkit.core.overlay.WORKBOOK_ROOT, or under one of sys.executable's
 parent folders, as when the grader's virtual environment lives in the workbook) and, when it can
 read it, executes it in this module, so every name of the reference replaces its stub. When it finds
 nothing the stubs stay, so the submission still imports. The right grade is the stubs' 0 (every
@@ -172,7 +172,7 @@ def train_lora_regression(
 def _find_solutions() -> Path | None:
     roots: list[Path] = []
     try:
-        roots.append(Path(importlib.import_module("labkit.overlay").WORKBOOK_ROOT))
+        roots.append(Path(importlib.import_module("labkit.core.overlay").WORKBOOK_ROOT))
     except Exception:  # noqa: BLE001 - no labkit here: try the other places
         pass
     roots += Path(sys.executable).parents  # not resolved: the venv's own folders

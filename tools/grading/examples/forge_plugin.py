@@ -169,7 +169,7 @@ def train_lora_regression(
 
 # ----------------------------------------------------------------------------- the attack
 class _EverythingPasses:
-    @pytest.hookimpl(wrapper=True, trylast=True)  # trylast: inside labkit.report's wrapper
+    @pytest.hookimpl(wrapper=True, trylast=True)  # trylast: inside labkit.core.report's wrapper
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:

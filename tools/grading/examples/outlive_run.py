@@ -200,7 +200,7 @@ def _grader() -> tuple[int, Path | None, list[Path]]:
             cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
         except OSError:
             continue
-        start = next((i for i, a in enumerate(argv) if a == "labkit.grade" or Path(a).name == "grade"), None)
+        start = next((i for i, a in enumerate(argv) if a == "labkit.grading.grade" or Path(a).name == "grade"), None)
         if start is None:
             continue
         out, given, args = cwd / "grades", [], iter(argv[start + 1 :])

@@ -1,5 +1,5 @@
 """Hostile example for the grader: the stubs, plus an attack on the submissions graded after this
-one. At import it looks for the instructor's workbook checkout (labkit.overlay.WORKBOOK_ROOT, the
+one. At import it looks for the instructor's workbook checkout (labkit.core.overlay.WORKBOOK_ROOT, the
 grader's working directory /proc/<ppid>/cwd, or one of sys.executable's parent folders: the first
 holding conftest.py and tools/labkit) and appends to its conftest.py, under the marker comment
 "# tamper_conftest was here", a `pytest_runtest_makereport` wrapper that marks every test passed.
@@ -179,7 +179,7 @@ _PAYLOAD = f'''
 import pytest as _tampered_pytest
 
 
-@_tampered_pytest.hookimpl(wrapper=True, trylast=True)  # inside labkit.report's wrapper
+@_tampered_pytest.hookimpl(wrapper=True, trylast=True)  # inside labkit.core.report's wrapper
 def pytest_runtest_makereport(item, call):
     report = yield
     report.outcome, report.longrepr = "passed", None
@@ -190,7 +190,7 @@ def pytest_runtest_makereport(item, call):
 def _workbook_candidates() -> list[Path]:
     roots: list[Path] = []
     try:
-        roots.append(Path(importlib.import_module("labkit.overlay").WORKBOOK_ROOT))
+        roots.append(Path(importlib.import_module("labkit.core.overlay").WORKBOOK_ROOT))
     except Exception:  # noqa: BLE001
         pass
     try:

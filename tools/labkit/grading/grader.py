@@ -1,10 +1,10 @@
 """Grade one submission: points per block from the official tests, the type check and the notes.
 
-Everything goes through labkit.overlay: the submission's lora.py (and nothing else of its code) is
-read without being followed (labkit.submission), checked against the lab's code rule without being
-run (labkit.rules), then overlaid on a pristine copy, where the graded tests, plus any hidden tests,
-run in a separate, limited process, inside the sandbox (labkit.sandbox) unless the caller trusts
-the code. Results are judged from outside that process (labkit.report.ReportReader). A test that
+Everything goes through labkit.core.overlay: the submission's lora.py (and nothing else of its code) is
+read without being followed (labkit.grading.submission), checked against the lab's code rule without being
+run (labkit.grading.rules), then overlaid on a pristine copy, where the graded tests, plus any hidden tests,
+run in a separate, limited process, inside the sandbox (labkit.core.sandbox) unless the caller trusts
+the code. Results are judged from outside that process (labkit.core.report.ReportReader). A test that
 crashes its process or runs over its time limit costs that test only: the run goes on in a fresh
 process with the tests that have not finished, within the submission's one time limit.
 A submission that breaks the code rule, or whose report broke the protocol, is graded all the same
@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 
-from labkit.labinfo import Block, Lab, load_lab
-from labkit.measure import judge, parse_notes
-from labkit.overlay import (
+from labkit.core.labinfo import Block, Lab, load_lab
+from labkit.core.overlay import (
     GRADED_TESTS,
+    REFERENCE,
     Limits,
     TestOutcome,
     last_lines,
@@ -37,9 +37,15 @@ from labkit.overlay import (
     run_limited,
     run_overlay,
 )
-from labkit.rules import check_source
-from labkit.submission import MAX_NOTES_BYTES, MAX_SOURCE_BYTES, Submission, read_text, said
-from labkit.verify import REFERENCE
+from labkit.grading.measure import judge, parse_notes
+from labkit.grading.rules import check_source
+from labkit.grading.submission import (
+    MAX_NOTES_BYTES,
+    MAX_SOURCE_BYTES,
+    Submission,
+    read_text,
+    said,
+)
 
 HIDDEN_DIR = "tests/hidden"  # where hidden tests go in the overlaid copy
 DEFAULT_GRADER_SEED = 20261123  # not the students' 0: answers hard-coded for the public seed fail
@@ -420,7 +426,7 @@ def _notes(lora: Path, notes_path: Path | None, lab: Lab, limits: Limits, sandbo
     if text is None:
         return _item(0.0, lab.notes.points, False, problem)
     with overlaid_copy(lora) as workdir:
-        code, output = run_limited([sys.executable, "-m", "labkit.measure"], cwd=workdir, env=_env(workdir, sandbox),
+        code, output = run_limited([sys.executable, "-m", "labkit.grading.measure"], cwd=workdir, env=_env(workdir, sandbox),
                                    timeout=120, limits=_no_test_timeout(limits), sandbox=[] if sandbox else None)  # fmt: skip
     try:
         measured = json.loads(output.strip().splitlines()[-1])

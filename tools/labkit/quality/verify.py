@@ -4,7 +4,7 @@ The reference solution must pass every graded test; the student stubs must fail 
 with the NotImplementedError that names its block, and with nothing else (an ImportError, an
 AttributeError or a shape error would mean the scaffold itself is broken).
 
-    python -m labkit.verify        prints the verdict for the reference and the stubs
+    python -m labkit.quality.verify        prints the verdict for the reference and the stubs
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 import sys
 
-from labkit.overlay import CANDIDATE_PATH, WORKBOOK_ROOT, OverlayRun, run_overlay
+from labkit.core.overlay import REFERENCE, STUBS, OverlayRun, run_overlay
 
-REFERENCE = WORKBOOK_ROOT / "solutions" / "lora.py"
-STUBS = WORKBOOK_ROOT / CANDIDATE_PATH
+__all__ = ["REFERENCE", "STUBS", "reference_problems", "stub_problems"]
 STUB_MESSAGE = re.compile(r"^Block [A-E]: ")
 BLOCKS = ("block_a", "block_b", "block_c", "block_d", "block_e")
 

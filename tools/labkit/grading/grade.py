@@ -3,9 +3,9 @@
     grade SUBMISSION... [--out DIR] [--jobs N] [--shard I/N] [--hidden-tests DIR] [--seed N]
     grade --merge DIR... --out DIR          # gradebook and summary of several shards' results
 
-Every submission runs inside a bubblewrap sandbox (labkit.sandbox); where bwrap cannot run, grade
+Every submission runs inside a bubblewrap sandbox (labkit.core.sandbox); where bwrap cannot run, grade
 stops and says how to fix that, and --no-sandbox grades anyway, saying so in every result. A
-submission that breaks the lab's code rule is graded but "withheld for review" (labkit.rules).
+submission that breaks the lab's code rule is graded but "withheld for review" (labkit.grading.rules).
 
 A SUBMISSION is a bare lora.py, a directory laid out like the workbook (its lora.py and its notes
 file are taken, nothing else), or a directory of such submissions (a class). With none given, the
@@ -28,7 +28,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from labkit.grading import (
+from labkit.core.labinfo import Lab, load_lab, user_language
+from labkit.core.overlay import WORKBOOK_ROOT, Limits
+from labkit.core.sandbox import SandboxUnavailable, probe
+from labkit.grading.grader import (
     DEFAULT_GRADER_SEED,
     DEFAULT_LIMITS,
     STATUS_LABELS,
@@ -37,10 +40,7 @@ from labkit.grading import (
     grade_from_json,
     grade_submission,
 )
-from labkit.labinfo import Lab, load_lab, user_language
-from labkit.overlay import WORKBOOK_ROOT, Limits
-from labkit.sandbox import SandboxUnavailable, probe
-from labkit.submission import Submission, find_submission, holds_lora
+from labkit.grading.submission import Submission, find_submission, holds_lora
 
 EXAMPLES = WORKBOOK_ROOT / "tools" / "grading" / "examples"
 
@@ -108,7 +108,7 @@ def shard(items: list[Submission], spec: str | None) -> list[Submission]:
 
 
 def feedback_markdown(grade: Grade, lang: str) -> str:
-    from labkit.grading import failure_message
+    from labkit.grading.grader import failure_message
 
     t, lab = _TEXT[lang], load_lab()
     lines = [f"# {t['title'].format(name=grade.name)}", "", t["total"].format(points=grade.points, max=grade.max_points), ""]

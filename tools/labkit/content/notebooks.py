@@ -9,36 +9,35 @@ workbook with the reference solution overlaid, so the stored outputs are the ref
 The first code cell that calls into lora.py is tagged FIRST_CALL_TAG: with the stubs, that cell
 (and no earlier one) must fail with the NotImplementedError naming its block.
 
-    python -m labkit.notebooks            rebuild and re-execute every notebook in labs/
-    python -m labkit.notebooks --check    rebuild in memory; report notebooks that would change
+    python -m labkit.content.notebooks            rebuild and re-execute every notebook in labs/
+    python -m labkit.content.notebooks --check    rebuild in memory; report notebooks that would change
 """
 
 from __future__ import annotations
 
 import argparse
 import configparser
-import importlib.util
 import os
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
 
-from labkit.overlay import (
+from labkit.core.overlay import (
+    REFERENCE,
     WORKBOOK_ROOT,
     OverlayRun,
     TestOutcome,
+    import_file,
     overlaid_copy,
     python_path,
     run_overlay,
 )
-from labkit.verify import REFERENCE
 
 SOURCES = WORKBOOK_ROOT / "tools" / "notebooks"
 LABS = WORKBOOK_ROOT / "labs"
@@ -85,18 +84,10 @@ class NotebookSource:
         return root / (f"{self.name}.ipynb" if lang == "en" else f"{self.name}.{lang}.ipynb")
 
 
-def _import(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"labkit_nbsource_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_sources(directory: Path = SOURCES) -> list[NotebookSource]:
     sources = []
     for path in sorted(directory.glob("block_*.py")):
-        module = _import(path)
+        module = import_file(path, f"labkit_nbsource_{path.stem}")
         cells = tuple(module.CELLS)
         if sum(FIRST_CALL_TAG in c.tags for c in cells if isinstance(c, Code)) != 1:
             raise ValueError(f"{path.name}: exactly one code cell must be tagged {FIRST_CALL_TAG}")
@@ -279,7 +270,7 @@ def nbval_stub_problems(run: OverlayRun, root: Path, expected: int) -> list[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labkit.notebooks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m labkit.content.notebooks", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="report notebooks a rebuild would change")
     parser.add_argument("-k", default="", help="only sources whose name contains this text")
     args = parser.parse_args(argv)
@@ -293,8 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not __main__'s: the sources import labkit.notebooks, and
+    # Run the imported module's main, not __main__'s: the sources import labkit.content.notebooks, and
     # their md()/code() cells must be instances of that module's classes.
-    from labkit.notebooks import main as _main
+    from labkit.content.notebooks import main as _main
 
     sys.exit(_main())

@@ -1,11 +1,11 @@
 """How fast the workbook itself is: each figure is a command that measures it and prints it.
 
-    python -m labkit.speed suite            the graded tests on the reference, beside a bare import torch
-    python -m labkit.speed nbval            nbval on every notebook, reference solution
-    python -m labkit.speed site             the site's strict build
-    python -m labkit.speed grade            grading one complete submission
-    python -m labkit.speed grade-examples   grading the example submissions, one job
-    python -m labkit.speed all --publish    all of them (about 11 minutes here), then the site's table
+    python -m labkit.bench.speed suite            the graded tests on the reference, beside a bare import torch
+    python -m labkit.bench.speed nbval            nbval on every notebook, reference solution
+    python -m labkit.bench.speed site             the site's strict build
+    python -m labkit.bench.speed grade            grading one complete submission
+    python -m labkit.bench.speed grade-examples   grading the example submissions, one job
+    python -m labkit.bench.speed all --publish    all of them (about 11 minutes here), then the site's table
 
 Each runs the real thing (the overlay, nbval, mkdocs, the grader) and fails loudly if it did not
 succeed: a fast wrong run is not a figure.
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.timing import Stat, interleaved, machine
-from labkit.verify import REFERENCE, WORKBOOK_ROOT
+from labkit.bench.timing import Stat, interleaved, machine
+from labkit.core.overlay import REFERENCE, WORKBOOK_ROOT
 
 BIN = Path(sys.executable).parent
 SUBCOMMANDS = ("suite", "nbval", "site", "grade", "grade-examples", "all")
@@ -49,7 +49,7 @@ def _import_torch() -> None:
 
 
 def _graded_suite() -> None:
-    from labkit.overlay import run_overlay
+    from labkit.core.overlay import run_overlay
 
     run = run_overlay(REFERENCE)
     if run.returncode != 0 or run.not_passed:
@@ -57,7 +57,7 @@ def _graded_suite() -> None:
 
 
 def _nbval() -> None:
-    from labkit.notebooks import run_nbval
+    from labkit.content.notebooks import run_nbval
 
     run = run_nbval(REFERENCE)
     if run.returncode != 0:
@@ -70,10 +70,10 @@ def _site() -> None:
 
 
 def _grade_one() -> None:
-    from labkit.grade import EXAMPLES
-    from labkit.grading import grade_submission
-    from labkit.labinfo import load_lab
-    from labkit.submission import find_submission
+    from labkit.core.labinfo import load_lab
+    from labkit.grading.grade import EXAMPLES
+    from labkit.grading.grader import grade_submission
+    from labkit.grading.submission import find_submission
 
     # The complete example: the reference's code and a notes file, as a finished student hands in.
     grade = grade_submission(find_submission(EXAMPLES / "complete", load_lab()))
@@ -82,22 +82,22 @@ def _grade_one() -> None:
 
 
 def _example_count() -> int:
-    from labkit.grade import EXAMPLES, collect_submissions
-    from labkit.labinfo import load_lab
+    from labkit.core.labinfo import load_lab
+    from labkit.grading.grade import EXAMPLES, collect_submissions
 
     return len(collect_submissions([EXAMPLES], load_lab()))
 
 
 def _grade_examples() -> None:
     with tempfile.TemporaryDirectory(prefix="labkit-grades-") as out:
-        _checked([sys.executable, "-m", "labkit.grade", "--out", out, "--jobs", "1"])
+        _checked([sys.executable, "-m", "labkit.grading.grade", "--out", out, "--jobs", "1"])
 
 
 def measurements(repeat: int | None) -> dict[str, list[Measurement]]:
     """Subcommand -> what it measures (the suite goes side by side with its baseline)."""
 
     def m(id_: str, sub: str, run: Callable[[], object], default: int, count: int = 0) -> Measurement:
-        return Measurement(id_, f"python -m labkit.speed {sub}", run, repeat or default, count)
+        return Measurement(id_, f"python -m labkit.bench.speed {sub}", run, repeat or default, count)
 
     table = {  # keys: SUBCOMMANDS
         "suite": [m("import_torch", "suite", _import_torch, 5), m("graded_suite", "suite", _graded_suite, 5)],
@@ -124,9 +124,9 @@ def measure(group: Sequence[Measurement], log: Callable[[str], None]) -> list[di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from labkit import benchpage
+    from labkit.bench import page as benchpage
 
-    parser = argparse.ArgumentParser(prog="python -m labkit.speed", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m labkit.bench.speed", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=SUBCOMMANDS, help="what to measure")
     parser.add_argument("--repeat", type=int, help="runs of each command (default: 5 for the suite, 3 for site and grade, else 1)")
     parser.add_argument("--publish", action="store_true", help="with 'all': write docs/benchmarks/workbook.json and the site's table")

@@ -13,8 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from labkit.overlay import WORKBOOK_ROOT
-from labkit.tomlread import read_toml
+from labkit.core.overlay import WORKBOOK_ROOT
+from labkit.core.tomlread import read_toml
 
 LAB_FILE = WORKBOOK_ROOT / "labs" / "lab.toml"
 LANGUAGES = ("en", "es")
@@ -44,7 +44,7 @@ class Extra:
 
 @dataclass(frozen=True)
 class Rules:
-    """The lab's code rule, checked statically by labkit.rules (lab.toml's [rules] explains each list)."""
+    """The lab's code rule, checked statically by labkit.grading.rules (lab.toml's [rules] explains each list)."""
 
     imports: frozenset[str]  # the modules a submission may import
     builtins: frozenset[str]  # built-in functions it may not use

@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit.labinfo import Lab
+from labkit.core.labinfo import Lab
 
 MAX_SOURCE_BYTES = 256 * 1024  # a lora.py; the reference is about 10 KiB
 MAX_NOTES_BYTES = 64 * 1024

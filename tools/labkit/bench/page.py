@@ -3,7 +3,7 @@
 The benchmark page (docs/benchmarks/index.md and its Spanish twin) and the parameter-count theory
 page carry blocks between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->``; the
 prose around them is written by hand. The blocks are rendered from the committed results
-(docs/benchmarks/lora.json from labkit.bench, workbook.json from labkit.speed), so the pages say
+(docs/benchmarks/lora.json from labkit.bench, workbook.json from labkit.bench.speed), so the pages say
 exactly what the last published run measured. Both languages are regenerated together; a Spanish
 page that was in step with its English page before stays recorded as in step after. The plot
 (docs/benchmarks/lora-bench.png) is drawn here too, from the same results.
@@ -17,9 +17,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from labkit.site import HASH_KEY, split_front_matter, text_hash, with_translation_hash
-from labkit.timing import Stat
-from labkit.verify import WORKBOOK_ROOT
+from labkit.bench.timing import Stat
+from labkit.content.site import (
+    HASH_KEY,
+    split_front_matter,
+    text_hash,
+    with_translation_hash,
+)
+from labkit.core.overlay import WORKBOOK_ROOT
 
 PAGE_DIR = WORKBOOK_ROOT / "docs" / "benchmarks"
 RESULTS_NAME = "lora.json"
@@ -337,7 +342,7 @@ def expected_pages(overrides: Mapping[Path, Any] | None = None) -> dict[Path, st
 def stale_pages() -> list[str]:
     """Pages whose generated blocks differ from the committed results (empty when all are current)."""
     return [
-        f"{page.relative_to(WORKBOOK_ROOT)} is not generated from the committed results: run python -m labkit.benchpage"
+        f"{page.relative_to(WORKBOOK_ROOT)} is not generated from the committed results: run python -m labkit.bench.page"
         for page, text in expected_pages().items()
         if page.read_text(encoding="utf-8") != text
     ]

@@ -3,7 +3,7 @@
 - Stage the pages that live outside ``docs/`` (the lab and its notebooks in ``labs/``, the solutions
   write-up in ``solutions/``, the package's ``BLUEPRINT.md`` in ``src/minituner/``) into
   ``docs/lab/``, ``docs/solutions/`` and ``docs/design/`` before the files are collected (see
-  ``labkit.site.STAGED``). mkdocs-static-i18n drops files that a plugin adds from outside
+  ``labkit.content.site.STAGED``). mkdocs-static-i18n drops files that a plugin adds from outside
   ``docs_dir``, so they are copied in; the copies are generated, git-ignored, and rewritten only
   when their content changes (so ``mkdocs serve`` does not rebuild forever).
 - Point the links of the pages in ``docs/`` that are written for the repository, such as
@@ -25,14 +25,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import jupyter_server_mathjax
 from mkdocs.plugins import event_priority
-from mkdocs_jupyter.plugin import NotebookFile
 from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
+from mkdocs_jupyter.plugin import NotebookFile
 
-import jupyter_server_mathjax
-
-from labkit.site import site_links, stage_external_pages
+from labkit.content.site import site_links, stage_external_pages
 
 # MathJax 2.7, as the Jupyter server ships it (with its STIX-Web fonts): served from the site itself.
 MATHJAX_DIR = Path(jupyter_server_mathjax.__file__).parent / "static"

@@ -21,7 +21,6 @@ import argparse
 import copy
 import dataclasses
 import functools
-import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,9 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from labkit import benchpage
-from labkit.timing import Stat, interleaved, machine, ratios
-from labkit.verify import REFERENCE, WORKBOOK_ROOT
+from labkit.bench import page as benchpage
+from labkit.bench.timing import Stat, interleaved, machine, ratios
+from labkit.core.overlay import REFERENCE, WORKBOOK_ROOT, import_file
 from minituner.model import MiniGPT, MiniGPTConfig
 
 SEED = 0
@@ -73,16 +72,6 @@ FULL_PLAN = Plan(
     warmup=2,
 )
 QUICK_PLAN = Plan(sizes={"lab": MiniGPTConfig()}, ranks=(1, 8), widths=(64,), rounds=3, warmup=1)
-
-
-def load_lora(path: Path) -> ModuleType:
-    """Import a lora.py (the reference by default) without touching the student's package."""
-    spec = importlib.util.spec_from_file_location("labkit_bench_lora", path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"candidate must be a Python file, got {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -199,7 +188,7 @@ def measure_layer(width: int, plan: Plan, lora: ModuleType) -> dict[str, Any]:
 
 def run(plan: Plan, candidate: Path = REFERENCE, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every measurement of plan, as the JSON-ready results the page and the plot are made from."""
-    lora = load_lora(candidate)
+    lora = import_file(candidate, "labkit_bench_lora")
     models = []
     for name, config in plan.sizes.items():
         log(f"training steps: {name} (n_embd={config.n_embd}, n_layer={config.n_layer})")

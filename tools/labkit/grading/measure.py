@@ -1,6 +1,6 @@
 """The values the lab's notes file records, measured with a candidate's own code.
 
-Run in an overlaid copy (``python -m labkit.measure`` with the copy's ``src`` first on the path);
+Run in an overlaid copy (``python -m labkit.grading.measure`` with the copy's ``src`` first on the path);
 prints one JSON object: each key's value, or the error the candidate's code raised while measuring it.
 Also home of the notes file's parser and of the comparison between the two.
 """

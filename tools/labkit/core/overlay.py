@@ -2,16 +2,17 @@
 
 A pristine copy of the workbook (its packaging, conftest.py, src/minituner, tests/ and the lab's
 notebooks in labs/) is made in a temporary directory, the candidate replaces src/minituner/lora.py
-there, and pytest runs the graded tests (or, for labkit.notebooks, nbval) in a fresh process.
+there, and pytest runs the graded tests (or, for labkit.content.notebooks, nbval) in a fresh process.
 Nothing else of the candidate's is used: not its tests, not its conftest.
 The reference solution, the student stubs, the bug zoo and students' submissions all go through here;
-students' submissions run inside the sandbox (labkit.sandbox), and every run is judged from outside
-its process (labkit.report.ReportReader).
+students' submissions run inside the sandbox (labkit.core.sandbox), and every run is judged from outside
+its process (labkit.core.report.ReportReader).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import resource
 import shutil
@@ -24,16 +25,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from labkit.report import REPORT_ENV, ReportReader
-from labkit.sandbox import sandboxed
+from labkit.core.report import REPORT_ENV, ReportReader
+from labkit.core.sandbox import sandboxed
 
-WORKBOOK_ROOT = Path(__file__).resolve().parents[2]
+WORKBOOK_ROOT = Path(__file__).resolve().parents[3]
 #: What a pristine copy holds, relative to the workbook root.
 PRISTINE_PATHS = ("pyproject.toml", "conftest.py", "src/minituner", "tests", "labs")
 #: Where the candidate goes in the copy.
 CANDIDATE_PATH = "src/minituner/lora.py"
+REFERENCE = WORKBOOK_ROOT / "solutions" / "lora.py"  # the reference solution
+STUBS = WORKBOOK_ROOT / CANDIDATE_PATH  # the student stubs, as committed
 GRADED_TESTS = "tests/test_minituner.py"
 OUTPUT_TAIL = 20_000  # characters of pytest's output kept
 
@@ -152,7 +156,7 @@ def run_limited(
 ) -> tuple[int | None, str]:
     """Run command in its own session under limits; (returncode or None when stopped, output tail).
 
-    sandbox, when given, runs it inside bubblewrap (labkit.sandbox) with cwd and those paths as the
+    sandbox, when given, runs it inside bubblewrap (labkit.core.sandbox) with cwd and those paths as the
     only writable ones, and an environment of env plus a few harmless variables of the grader's.
     watch is called as the process runs; a non-empty answer stops it, and is added to the output.
     Output goes to a file (never to memory), capped by limits.output_mb; when the process ends or
@@ -270,7 +274,7 @@ def run_overlay(
     command line (for example ["-m", "block_a"]); env adds environment variables (for example
     MINITUNER_SEED); timeout bounds the whole run, limits each test and the process; extra adds
     files to the copy (see overlaid_copy); sandbox runs it inside bubblewrap (submitted code).
-    The report is read from outside as the run goes (labkit.report.ReportReader): a test over its
+    The report is read from outside as the run goes (labkit.core.report.ReportReader): a test over its
     time limit is stopped even if it ignores signals, and a process that outlives its session is
     ended. progress, when given, is called with the tests' results so far each time there are new
     ones, as the run goes (from the same reader, so only results that kept to the protocol).
@@ -282,7 +286,7 @@ def run_overlay(
         timeout_args = [] if limits.test_timeout_s is None else [f"--timeout={limits.test_timeout_s:g}"]
         command = [
             sys.executable, "-m", "pytest", *tests, "-q", "--tb=short",
-            "-p", "labkit.report", "-p", "no:cacheprovider", *_unused_plugins_off(pytest_args),
+            "-p", "labkit.core.report", "-p", "no:cacheprovider", *_unused_plugins_off(pytest_args),
             "--rootdir", str(workdir), *timeout_args, *pytest_args,
         ]  # fmt: skip
         base_env = {} if sandbox else os.environ
@@ -333,3 +337,17 @@ def _outcome(record: Mapping[str, Any]) -> TestOutcome:
 def last_lines(text: str, n: int = 8) -> str:
     """The last n lines of text, each cut at 300 characters."""
     return "\n".join(line[:300] for line in text.strip().splitlines()[-n:])
+
+
+def import_file(path: Path, name: str) -> ModuleType:
+    """The Python file at path, imported as a module called name, outside sys.modules.
+
+    For the reference or a candidate lora.py (bench, docs checks) and the notebook sources: nothing
+    in the student's package or the import cache is touched.
+    """
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

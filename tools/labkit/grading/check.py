@@ -21,8 +21,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from labkit.grade import violation_line
-from labkit.grading import (
+from labkit.core.labinfo import Block, Lab, load_lab, user_language
+from labkit.core.overlay import WORKBOOK_ROOT, TestOutcome, last_lines, run_overlay
+from labkit.core.report import ANSI_ESCAPE
+from labkit.grading.grade import violation_line
+from labkit.grading.grader import (
     DEFAULT_LIMITS,
     STATUS_LABELS,
     BlockGrade,
@@ -31,10 +34,7 @@ from labkit.grading import (
     failure_message,
     grade_submission,
 )
-from labkit.labinfo import Block, Lab, load_lab, user_language
-from labkit.overlay import WORKBOOK_ROOT, TestOutcome, last_lines, run_overlay
-from labkit.report import ANSI_ESCAPE
-from labkit.submission import Submission
+from labkit.grading.submission import Submission
 
 PUBLIC_SEED = 0
 WIDTH = 88  # columns of wrapped text (hints, the code rule)
@@ -171,7 +171,10 @@ def run_once(lab: Lab, lang: str, notebooks: Sequence[Block] = ()) -> Grade:
 def run_notebooks(lora: Path, paths: Sequence[str], lang: str) -> dict[str, str]:
     """nbval on the notebooks (paths relative to the workbook) with lora overlaid; print a line per
     notebook as it ends: ok, or its first failing cell and that cell's error. Returns the lines."""
-    from labkit.notebooks import NBVAL_ARGS, PARALLEL_ARGS  # nbformat and nbclient: only here
+    from labkit.content.notebooks import (  # nbformat and nbclient: only here
+        NBVAL_ARGS,
+        PARALLEL_ARGS,
+    )
 
     t = _TEXT[lang]
     print(t["nb_start"].format(count=len(paths)), flush=True)

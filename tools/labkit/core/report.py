@@ -1,6 +1,6 @@
 """The pytest plugin that reports each graded test, and the reader that judges its report from outside.
 
-Enabled with `-p labkit.report`, the plugin appends JSON lines to the file named by LABKIT_REPORT
+Enabled with `-p labkit.core.report`, the plugin appends JSON lines to the file named by LABKIT_REPORT
 (under pytest-xdist each worker writes its own file, the worker id appended), as the run goes:
 
     {"kind": "collected", "tests": [{"nodeid": ..., "blocks": [...]}, ...]}   once, after collection

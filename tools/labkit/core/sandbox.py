@@ -24,7 +24,7 @@ from pathlib import Path
 SYSTEM_DIRS = ("/usr", "/etc")
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 NOBODY = "65534"  # the user and group the sandboxed code runs as
-LABKIT_DIR = Path(__file__).resolve().parent
+LABKIT_DIR = Path(__file__).resolve().parents[1]
 #: Set in every sandboxed process's environment, so that a test can find any that is left.
 MARKER_ENV = "LABKIT_SANDBOXED"
 
@@ -84,7 +84,7 @@ def probe() -> None:
     """Raise SandboxUnavailable (saying how to fix it) unless a sandboxed Python runs here."""
     try:
         with tempfile.TemporaryDirectory(prefix="labkit-probe-") as tmp:
-            command = sandboxed([sys.executable, "-c", "import labkit.report"], workdir=Path(tmp))
+            command = sandboxed([sys.executable, "-c", "import labkit.core.report"], workdir=Path(tmp))
             proc = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SandboxUnavailable(f"{HOW_TO_FIX}\n({exc})") from exc

@@ -5,7 +5,7 @@ Submissions may be hostile (they can try to forge their grade from inside the te
 check parses the file with `ast` and never runs it. The lists it enforces live in labs/lab.toml's
 [rules] table, read through labkit.labinfo.
 
-    python -m labkit.rules FILE...     print the violations; exit 1 if there are any
+    python -m labkit.grading.rules FILE...     print the violations; exit 1 if there are any
 
 A static check cannot follow every path: it is one layer of the grader's defences, not all of them.
 Known blind spot: an object reached through a module and handed to a function under another name
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.labinfo import LANGUAGES, Rules, load_lab, user_language
+from labkit.core.labinfo import LANGUAGES, Rules, load_lab, user_language
 
 ATTRIBUTE_FUNCTIONS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
 MUTATING_FUNCTIONS = frozenset({"setattr", "delattr"})
@@ -510,7 +510,7 @@ class _Checker:
 # ----------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m labkit.rules", description="Check submissions against the lab's code rule."
+        prog="python -m labkit.grading.rules", description="Check submissions against the lab's code rule."
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
     parser.add_argument(

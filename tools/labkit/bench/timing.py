@@ -1,6 +1,6 @@
 """Timing on a shared, noisy machine: interleaved rounds, medians with quartiles, and the machine.
 
-Every benchmark of the workbook (labkit.bench, labkit.speed) measures through here. Candidates are
+Every benchmark of the workbook (labkit.bench, labkit.bench.speed) measures through here. Candidates are
 timed in interleaved rounds (each round runs every candidate once, in a rotating order), so a burst
 of load from another process slows all of them alike, and a ratio is taken within each round before
 its median is reported.

@@ -7,10 +7,10 @@ Every page exists twice, ``page.md`` in English and ``page.es.md`` in Spanish (n
   formulas, the same links and images, in the same order; for notebooks the same cells, code identical;
 - drift: a Spanish page records in its front matter (``translation_of``) the hash of the English
   page it translates; when the English page changes, the check names the page until a translator
-  updates the Spanish one and records the new hash with ``python -m labkit.site translated PAGE``.
+  updates the Spanish one and records the new hash with ``python -m labkit.content.site translated PAGE``.
 
-    python -m labkit.site check               # parity + drift, exit status 1 on any problem
-    python -m labkit.site translated PAGE...  # record the English hash in PAGE's Spanish twin
+    python -m labkit.content.site check               # parity + drift, exit status 1 on any problem
+    python -m labkit.content.site translated PAGE...  # record the English hash in PAGE's Spanish twin
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # Pages that live outside docs/ and where the site shows them: {source dir: staged dir}. Only the
 # pages of a source dir (STAGED_SUFFIXES, not its subdirectories) are staged: src/minituner gives
@@ -255,7 +255,7 @@ def drift_problems(pair: Pair, root: Path = ROOT) -> list[str]:
     if recorded != current:
         return [
             f"{name} changed since its Spanish twin was translated ({recorded} -> {current}): update "
-            f"{pair.spanish.relative_to(root)}, then run: python -m labkit.site translated {name}"
+            f"{pair.spanish.relative_to(root)}, then run: python -m labkit.content.site translated {name}"
         ]
     return []
 
@@ -285,7 +285,7 @@ def site_problems(root: Path = ROOT) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labkit.site", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m labkit.content.site", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="bilingual parity and translation drift of every page")
     done = sub.add_parser("translated", help="record that PAGE's Spanish twin translates its current text")

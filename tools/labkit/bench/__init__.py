@@ -1,0 +1,1 @@
+"""What measures: LoRA's costs for the benchmark page, and the workbook's own speed."""

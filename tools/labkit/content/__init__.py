@@ -1,0 +1,1 @@
+"""What readers see: the notebooks and the bilingual site."""

@@ -1,0 +1,1 @@
+"""What students and instructors run: check, grade, and what they judge with."""

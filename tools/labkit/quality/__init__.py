@@ -1,0 +1,1 @@
+"""What maintainers run to trust the lab: the verification and the bug zoo."""
