@@ -6,6 +6,7 @@ the stubs fail every one for the right reason, and the lab's own commands select
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,33 @@ def test_lab_stop_command_selects_blocks_a_to_d() -> None:
     blocks_a_to_d = _collect("-m", "block_a or block_b or block_c or block_d")
     assert selected == blocks_a_to_d and selected
     assert not selected & _collect("-m", "block_e")
+
+
+# ---------------------------------------------------------------- the two runners
+def _verdicts(run: OverlayRun) -> list[tuple[str, str, str | None]]:
+    return [(o.nodeid, o.outcome, o.exc_type) for o in run.outcomes]
+
+
+def test_the_fork_server_gives_the_process_runners_verdicts(tmp_path: Path) -> None:
+    # The warm runner is only a faster way to the same results: the reference, the stubs and a
+    # variant that fails some tests and crashes none get exactly what a fresh process gives them.
+    variant = tmp_path / "lora.py"
+    variant.write_text(REFERENCE.read_text(encoding="utf-8").replace(
+        "self.lora_A.zero_()\n        self.lora_B.zero_()", "self.lora_A.zero_()"), encoding="utf-8")  # fmt: skip
+    for candidate in (REFERENCE, STUBS, variant):
+        forked = run_overlay(candidate, trusted=True)
+        assert _verdicts(forked) == _verdicts(run_overlay(candidate)), candidate
+        assert forked.returncode == (0 if candidate == REFERENCE else 1) and not forked.evidence
+    assert any(o.outcome == "failed" for o in run_overlay(variant, trusted=True).outcomes)
+
+
+def test_a_forked_run_is_stopped_and_its_session_killed(tmp_path: Path) -> None:
+    endless = tmp_path / "lora.py"
+    endless.write_text("import os, pathlib\npathlib.Path(os.environ['MARK']).write_text(str(os.getpid()))\n"
+                       "while True:\n    pass\n", encoding="utf-8")  # fmt: skip
+    mark = tmp_path / "pid"
+    run = run_overlay(endless, trusted=True, timeout=5, env={"MARK": str(mark)})
+    assert run.returncode is None and "stopped after 5 s" in run.output
+    pid = int(mark.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -198,6 +198,59 @@ def run_limited(
     return (None if reason else returncode), output
 
 
+def run_forked(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    limits: Limits = Limits(),
+    watch: Callable[[], str | None] | None = None,
+) -> tuple[int | None, str]:
+    """run_limited's twin for `python -m pytest ...` of a trusted candidate: a child of the fork server.
+
+    The same contract: (returncode or None when stopped, output tail), judged by watch from outside,
+    the child's whole session killed when it ends or is stopped.
+    """
+    from labkit.core.forkserver import server
+
+    warm = server()
+    reason = ""
+    with tempfile.NamedTemporaryFile(prefix="labkit-forked-") as out:
+        pid = warm.start(command, cwd=str(cwd), env=env, output=out.name,
+                         memory_mb=limits.memory_mb, output_mb=limits.output_mb)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        try:
+            while _alive(pid):
+                reason = (watch() if watch else None) or ""
+                if not reason and time.monotonic() > deadline:
+                    reason = f"stopped after {timeout:g} s"
+                if reason:
+                    break
+                time.sleep(POLL_S)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            returncode = warm.wait()
+        size = out.seek(0, os.SEEK_END)
+        out.seek(max(0, size - OUTPUT_TAIL))
+        output = out.read().decode("utf-8", errors="replace")
+    if reason:
+        output += f"\n[{reason}]"
+    elif returncode < 0:
+        output += f"\n[killed by signal {signal.Signals(-returncode).name}]"
+    return (None if reason else returncode), output
+
+
+def _alive(pid: int) -> bool:
+    """Whether the fork server's child pid still runs (the server reaps it as soon as it ends)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def python_path(workdir: Path) -> str:
     """PYTHONPATH that makes the copy's minituner win in every process, notebook kernels included."""
     return os.pathsep.join(filter(None, [str(workdir / "src"), os.environ.get("PYTHONPATH")]))
@@ -266,6 +319,7 @@ def run_overlay(
     limits: Limits = Limits(),
     extra: Mapping[str, Path] | None = None,
     sandbox: bool = False,
+    trusted: bool = False,
     progress: Callable[[tuple[TestOutcome, ...]], None] | None = None,
 ) -> OverlayRun:
     """Run the graded tests (or other tests of the copy) with candidate as src/minituner/lora.py.
@@ -273,7 +327,11 @@ def run_overlay(
     tests are the paths pytest collects, relative to the copy; pytest_args are added to its
     command line (for example ["-m", "block_a"]); env adds environment variables (for example
     MINITUNER_SEED); timeout bounds the whole run, limits each test and the process; extra adds
-    files to the copy (see overlaid_copy); sandbox runs it inside bubblewrap (submitted code).
+    files to the copy (see overlaid_copy). The runner is chosen here, from what the caller vouches
+    for: sandbox runs it inside bubblewrap (submitted code); trusted (the reference, the stubs, the
+    zoo's variants: code of the workbook's own) runs it as a child of the fork server
+    (labkit.core.forkserver), which has torch and pytest imported already; anything else runs in a
+    fresh process.
     The report is read from outside as the run goes (labkit.core.report.ReportReader): a test over its
     time limit is stopped even if it ignores signals, and a process that outlives its session is
     ended. progress, when given, is called with the tests' results so far each time there are new
@@ -298,10 +356,14 @@ def run_overlay(
             REPORT_ENV: str(reader.path),
         }
         watch = _Watch(reader, limits.test_timeout_s, progress)
-        returncode, output = run_limited(
-            command, cwd=workdir, env=run_env, timeout=timeout, limits=limits,
-            sandbox=[report_dir] if sandbox else None, watch=watch,
-        )  # fmt: skip
+        if trusted and not sandbox:
+            returncode, output = run_forked(command, cwd=workdir, env=run_env, timeout=timeout, limits=limits,
+                                            watch=watch)  # fmt: skip
+        else:
+            returncode, output = run_limited(
+                command, cwd=workdir, env=run_env, timeout=timeout, limits=limits,
+                sandbox=[report_dir] if sandbox else None, watch=watch,
+            )  # fmt: skip
         reader.poll()
         watch.report()
     return _overlay_run(candidate, reader, watch, returncode, output)
