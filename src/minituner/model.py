@@ -78,7 +78,8 @@ class CausalSelfAttention(nn.Module):
             q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
         )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-join the heads
-        return self.resid_dropout(self.o_proj(y))
+        out: torch.Tensor = self.resid_dropout(self.o_proj(y))
+        return out
 
 
 class MLP(nn.Module):
@@ -92,7 +93,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, C) -> (B, T, C)."""
-        return self.dropout(self.fc2(F.gelu(self.fc1(x))))
+        out: torch.Tensor = self.dropout(self.fc2(F.gelu(self.fc1(x))))
+        return out
 
 
 class Block(nn.Module):
@@ -108,7 +110,8 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, C) -> (B, T, C)."""
         x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        out: torch.Tensor = x + self.mlp(self.ln_2(x))
+        return out
 
 
 class MiniGPT(nn.Module):

@@ -6,7 +6,7 @@ core      the lab's facts (labs/lab.toml), running the graded tests on a candida
           pristine copy of the workbook (overlay), the report plugin judged from outside, the sandbox
 content   what readers see: the notebooks, built and executed with the reference, and the bilingual site
 grading   what students and instructors run: check, grade, the notes measurement, the code rule,
-          reading submissions, the GitHub workflows that run them
+          reading submissions, writing out the example ones, the GitHub workflows that run them
 quality   what maintainers run to trust the lab: the verification of the reference and the stubs,
           the bug zoo, the example submissions
 bench     what measures: LoRA's costs for the benchmark page, and the workbook's own speed

@@ -1,7 +1,7 @@
 """The grader and the student's check, on the example submissions (tools/grading/examples).
 
-The examples are graded as a class would be: one batch, in the sandbox, with the batch's outputs
-written. Some of them attack the grader; after the batch the workbook checkout must be unchanged,
+The examples are written out as a class (labkit.grading.examples) and graded as a class would be:
+one batch, in the sandbox, with the batch's outputs written. Some of them attack the grader; after the batch the workbook checkout must be unchanged,
 no process they started may be alive, and the gradebook must hold exactly the grader's rows.
 """
 
@@ -20,11 +20,11 @@ from labkit.core.overlay import REFERENCE, STUBS, WORKBOOK_ROOT, Limits
 from labkit.core.sandbox import MARKER_ENV
 from labkit.core.tomlread import read_toml
 from labkit.grading import grade as grade_cli
-from labkit.grading.classroom import WORKFLOW_PATH, render_workflow
+from labkit.grading.examples import EXAMPLES, materialize
 from labkit.grading.grader import Grade, grade_submission
 from labkit.grading.submission import Submission, find_submission
 
-EXPECTED = read_toml(grade_cli.EXAMPLES / "expected.toml")
+EXPECTED = read_toml(EXAMPLES / "expected.toml")
 LIMITS = Limits(memory_mb=4096, output_mb=64, test_timeout_s=10)
 TIME_LIMIT = 120.0
 #: Made by the tests from the reference rather than kept as a copy: a correct lora.py saved with a
@@ -52,12 +52,18 @@ def _sandboxed_processes() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def class_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Grade], Path, str]:
+def example_class(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The examples written out as a class directory, as `grade` with no argument grades them."""
+    return materialize(tmp_path_factory.mktemp("class"))
+
+
+@pytest.fixture(scope="module")
+def class_batch(tmp_path_factory: pytest.TempPathFactory, example_class: Path) -> tuple[dict[str, Grade], Path, str]:
     """The examples graded as one class (plus the BOM/CRLF reference), and the batch's output folder."""
     lab = load_lab()
     extra = tmp_path_factory.mktemp("extra") / f"{BOM_CRLF}.py"
     extra.write_bytes(b"\xef\xbb\xbf" + REFERENCE.read_bytes().replace(b"\n", b"\r\n"))
-    submissions = grade_cli.collect_submissions([grade_cli.EXAMPLES, extra], lab)
+    submissions = grade_cli.collect_submissions([example_class, extra], lab)
     before = _checkout_state()
     start = time.monotonic()
     grades = grade_cli.grade_all(submissions, jobs=2, seed=20261123, limits=LIMITS, time_limit=TIME_LIMIT, hidden=None)
@@ -137,8 +143,8 @@ def test_batch_outputs(example_grades: dict[str, Grade], tmp_path: Path) -> None
     assert "Retroalimentación" in (tmp_path / "partial" / "feedback.md").read_text(encoding="utf-8")
 
 
-def test_shards_partition_and_merge(example_grades: dict[str, Grade], tmp_path: Path) -> None:
-    submissions = grade_cli.collect_submissions([grade_cli.EXAMPLES], load_lab())
+def test_shards_partition_and_merge(example_grades: dict[str, Grade], example_class: Path, tmp_path: Path) -> None:
+    submissions = grade_cli.collect_submissions([example_class], load_lab())
     shards = [grade_cli.shard(submissions, f"{i}/3") for i in (1, 2, 3)]
     assert sorted(s.name for part in shards for s in part) == sorted(s.name for s in submissions)
     for i, part in enumerate(shards):
@@ -171,14 +177,6 @@ def test_missing_lora_is_reported(tmp_path: Path) -> None:
     grade = grade_submission(submission, limits=LIMITS)
     assert grade.points == 0 and "no lora.py found" in grade.problem["en"]
     assert "no se encontró lora.py" in grade.problem["es"]
-
-
-def test_classroom_workflow_is_generated_from_the_metadata() -> None:
-    assert WORKFLOW_PATH.read_text(encoding="utf-8") == render_workflow(load_lab()), (
-        "tools/grading/classroom.yml is stale: run python -m labkit.grading.classroom --write"
-    )
-    for block in load_lab().blocks:
-        assert f"-m {block.marker} " in WORKFLOW_PATH.read_text(encoding="utf-8")
 
 
 def _check(*args: str, lang_env: str) -> subprocess.CompletedProcess[str]:

@@ -11,10 +11,10 @@ import pytest
 from labkit.core.labinfo import LANGUAGES, load_lab
 from labkit.core.overlay import REFERENCE, WORKBOOK_ROOT
 from labkit.core.tomlread import read_toml
+from labkit.grading.examples import EXAMPLES, materialize
 from labkit.grading.rules import Violation, check_source, format_violations, main
 from labkit.quality.zoo import Bug, load_bugs
 
-EXAMPLES = WORKBOOK_ROOT / "tools" / "grading" / "examples"
 STUBS = WORKBOOK_ROOT / load_lab().submission
 
 # Seven lines of allowed imports: the construct under test starts at line 8.
@@ -234,16 +234,22 @@ def test_zoo_variants_break_the_rule_exactly_when_withheld(bug: Bug) -> None:
         assert violations == [], format_violations(violations, "en")
 
 
-def example_submission(name: str) -> Path:
+@pytest.fixture(scope="module")
+def example_class(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The examples written out as `grade` grades them (labkit.grading.examples)."""
+    return materialize(tmp_path_factory.mktemp("class"))
+
+
+def example_submission(example_class: Path, name: str) -> Path:
     """The lora.py that `grade` takes from an example: name.py, or name/<lab.toml's submission>."""
-    single = EXAMPLES / f"{name}.py"
-    return single if single.exists() else EXAMPLES / name / load_lab().submission
+    single = example_class / f"{name}.py"
+    return single if single.exists() else example_class / name / load_lab().submission
 
 
 @pytest.mark.parametrize("name", sorted(read_toml(EXAMPLES / "expected.toml")))
-def test_examples_violate_the_rule_exactly_when_withheld(name: str) -> None:
+def test_examples_violate_the_rule_exactly_when_withheld(example_class: Path, name: str) -> None:
     withheld = bool(read_toml(EXAMPLES / "expected.toml")[name].get("withheld", False))
-    violations = check_source(example_submission(name).read_text(encoding="utf-8-sig"))
+    violations = check_source(example_submission(example_class, name).read_text(encoding="utf-8-sig"))
     if withheld:
         assert violations, f"{name} is withheld in expected.toml, yet breaks no rule"
     else:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from labkit.core.edits import EditError
 from labkit.core.overlay import REFERENCE, OverlayRun
 from labkit.core.overlay import TestOutcome as Outcome  # not collected as a test class
 from labkit.quality.zoo import (
     TABLE_PATHS,
     Alternative,
     Bug,
-    ZooError,
     ZooResult,
     first_shown,
     load_alternatives,
@@ -67,7 +67,7 @@ def test_instructor_tables_match_the_runs(zoo_results: list[ZooResult]) -> None:
 
 def test_stale_edit_is_an_error() -> None:
     bug = Bug("stale", "A", "m", "m", "k", (("text that is not in the reference", "x"),))
-    with pytest.raises(ZooError, match="stale"):
+    with pytest.raises(EditError, match="stale"):
         bug.apply(REFERENCE.read_text(encoding="utf-8"))
 
 

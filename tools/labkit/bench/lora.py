@@ -199,7 +199,8 @@ def run(plan: Plan, candidate: Path = REFERENCE, log: Callable[[str], None] = pr
         layers.append(measure_layer(width, plan, lora))
     return {
         "machine": machine(),
-        "candidate": str(candidate.resolve().relative_to(WORKBOOK_ROOT)) if candidate.resolve().is_relative_to(WORKBOOK_ROOT) else str(candidate),
+        "candidate": (str(candidate.resolve().relative_to(WORKBOOK_ROOT))
+                      if candidate.resolve().is_relative_to(WORKBOOK_ROOT) else str(candidate)),
         "settings": {"rounds": plan.rounds, "warmup": plan.warmup, "batch": BATCH, "seed": SEED},
         "models": models,
         "layers": layers,

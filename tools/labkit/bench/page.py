@@ -45,7 +45,8 @@ _BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!--
 
 _TEXT: dict[str, dict[str, str]] = {
     "en": {
-        "machine": "Measured on {cpu} ({cpus} CPUs, torch {torch} with {torch_threads} threads, Python {python}, {system}) on {date}; {rounds} timed rounds after {warmup} untimed warm-up round(s), batch of {batch} sequences.",
+        "machine": "Measured on {cpu} ({cpus} CPUs, torch {torch} with {torch_threads} threads, Python {python}, {system}) "
+                   "on {date}; {rounds} timed rounds after {warmup} untimed warm-up round(s), batch of {batch} sequences.",
         "summary_head": "| figure | value |\n|---|---|\n",
         "step": "training step, LoRA r = {r} / full fine-tuning ({model}, n_embd = {n_embd})",
         "step_dropout": "the same, with the wrapping's default LoRA dropout, {dropout}",
@@ -53,7 +54,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "optimizer": "AdamW state, LoRA r = {r} / full fine-tuning ({model})",
         "unmerged": "forward, unmerged LoRALinear / nn.Linear ({width} x {width}, r = {r})",
         "merged": "forward, merged LoRALinear / nn.Linear ({width} x {width}, r = {r})",
-        "models_head": "| model | fine-tuning | trainable | of all parameters | AdamW state | step time | step / full step |\n|---|---|---|---|---|---|---|\n",
+        "models_head": "| model | fine-tuning | trainable | of all parameters | AdamW state | step time | step / full step |\n"
+                       "|---|---|---|---|---|---|---|\n",
         "full": "full",
         "layers_head": "| layer | r | extra FLOPs | unmerged / nn.Linear | merged / nn.Linear |\n|---|---|---|---|---|\n",
         "merged_head": "| layer | nn.Linear forward | unmerged / nn.Linear | merged / nn.Linear |\n|---|---|---|---|\n",
@@ -67,7 +69,9 @@ _TEXT: dict[str, dict[str, str]] = {
         "grade_examples": "grading the {count} example submissions with 1 job",
     },
     "es": {
-        "machine": "Medido en {cpu} ({cpus} CPU, torch {torch} con {torch_threads} hilos, Python {python}, {system}) el {date}; {rounds} rondas cronometradas tras {warmup} ronda(s) de calentamiento sin cronometrar, lotes de {batch} secuencias.",
+        "machine": "Medido en {cpu} ({cpus} CPU, torch {torch} con {torch_threads} hilos, Python {python}, {system}) el "
+                   "{date}; {rounds} rondas cronometradas tras {warmup} ronda(s) de calentamiento sin cronometrar, "
+                   "lotes de {batch} secuencias.",
         "summary_head": "| cifra | valor |\n|---|---|\n",
         "step": "paso de entrenamiento, LoRA r = {r} / ajuste completo ({model}, n_embd = {n_embd})",
         "step_dropout": "lo mismo, con el dropout de LoRA por defecto del envoltorio, {dropout}",
@@ -75,10 +79,12 @@ _TEXT: dict[str, dict[str, str]] = {
         "optimizer": "estado de AdamW, LoRA r = {r} / ajuste completo ({model})",
         "unmerged": "pasada hacia delante, LoRALinear sin fusionar / nn.Linear ({width} x {width}, r = {r})",
         "merged": "pasada hacia delante, LoRALinear fusionado / nn.Linear ({width} x {width}, r = {r})",
-        "models_head": "| modelo | ajuste | entrenables | del total de parámetros | estado de AdamW | tiempo por paso | paso / paso completo |\n|---|---|---|---|---|---|---|\n",
+        "models_head": "| modelo | ajuste | entrenables | del total de parámetros | estado de AdamW | tiempo por paso | "
+                       "paso / paso completo |\n|---|---|---|---|---|---|---|\n",
         "full": "completo",
         "layers_head": "| capa | r | FLOPs extra | sin fusionar / nn.Linear | fusionado / nn.Linear |\n|---|---|---|---|---|\n",
-        "merged_head": "| capa | pasada hacia delante de nn.Linear | sin fusionar / nn.Linear | fusionado / nn.Linear |\n|---|---|---|---|\n",
+        "merged_head": "| capa | pasada hacia delante de nn.Linear | sin fusionar / nn.Linear | fusionado / nn.Linear |\n"
+                       "|---|---|---|---|\n",
         "workbook_head": "| qué | comando | tiempo | ejecuciones |\n|---|---|---|---|\n",
         "workbook_machine": "Medido en {cpu} ({cpus} CPU) el {date}.",
         "import_torch": "un `import torch` sin más (con el arranque de Python)",
@@ -170,7 +176,7 @@ def _summary(results: Mapping[str, Any], lang: str) -> str:
     lines = [
         (t["step"], ratio(variant["step_ratio"], lang)),
         *((t["step_dropout"].replace("{dropout}", _local(f"{v['dropout']:g}", lang)), ratio(v["step_ratio"], lang))
-          for v in with_dropout),  # fmt: skip
+          for v in with_dropout),
         (t["trainable"], percent(variant["trainable_fraction"], lang)),
         (t["optimizer"], percent(variant["optimizer_fraction"], lang)),
         (t["unmerged"], ratio(row["unmerged_ratio"], lang)),
@@ -269,8 +275,8 @@ def write_plot(results: Mapping[str, Any], path: Path) -> None:
         label = f"{model['name']} (n_embd={model['config']['n_embd']})"
         ax_a.plot(rs, [100 * v["trainable_fraction"] for v in lora_rows], "o-", label=label)
         med = [v["step_ratio"]["median"] for v in lora_rows]
-        err = [[m - v["step_ratio"]["q1"] for m, v in zip(med, lora_rows)],
-               [v["step_ratio"]["q3"] - m for m, v in zip(med, lora_rows)]]  # fmt: skip
+        err = [[m - v["step_ratio"]["q1"] for m, v in zip(med, lora_rows, strict=True)],
+               [v["step_ratio"]["q3"] - m for m, v in zip(med, lora_rows, strict=True)]]  # fmt: skip
         line = ax_b.errorbar(rs, med, yerr=err, fmt="o-", capsize=3, label=label)
         for v in model["variants"]:
             if v["dropout"] > 0:  # the wrapping's default dropout, at one rank: a cross above the line

@@ -71,21 +71,21 @@ def _site() -> None:
 
 def _grade_one() -> None:
     from labkit.core.labinfo import load_lab
-    from labkit.grading.grade import EXAMPLES
+    from labkit.grading.examples import materialized
     from labkit.grading.grader import grade_submission
     from labkit.grading.submission import find_submission
 
     # The complete example: the reference's code and a notes file, as a finished student hands in.
-    grade = grade_submission(find_submission(EXAMPLES / "complete", load_lab()))
+    with materialized() as examples:
+        grade = grade_submission(find_submission(examples / "complete", load_lab()))
     if grade.points != grade.max_points:
         raise RuntimeError(f"the complete example submission got {grade.points} / {grade.max_points}")
 
 
 def _example_count() -> int:
-    from labkit.core.labinfo import load_lab
-    from labkit.grading.grade import EXAMPLES, collect_submissions
+    from labkit.grading.examples import example_names
 
-    return len(collect_submissions([EXAMPLES], load_lab()))
+    return len(example_names())
 
 
 def _grade_examples() -> None:

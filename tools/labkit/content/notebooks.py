@@ -109,7 +109,8 @@ def _new_notebook(source: NotebookSource, lang: str) -> nbformat.NotebookNode:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["minituner"] = {"block": source.block, "language": lang}
-    return nb
+    notebook: nbformat.NotebookNode = nb
+    return notebook
 
 
 def _merge_streams(outputs: list[Any]) -> list[Any]:
@@ -159,7 +160,7 @@ def execute(source: NotebookSource, workdir: Path) -> dict[str, nbformat.Noteboo
             os.environ["PYTHONPATH"] = env_before
     for lang, nb in notebooks.items():
         if lang != "en":
-            for done, cell in zip(run.cells, nb.cells):
+            for done, cell in zip(run.cells, nb.cells, strict=True):
                 if cell.cell_type == "code":
                     cell.outputs = done.outputs
         _normalize(nb)

@@ -202,7 +202,8 @@ def markdown_structure(text: str) -> Structure:
             if heading:
                 headings.append(len(heading.group(1)))
     text_only = _INLINE_CODE.sub("", "\n".join(prose))
-    links, images = [], []
+    links: list[str] = []
+    images: list[str] = []
     for bang, target in _LINK.findall(text_only):
         (images if bang else links).append(target)
     math = [m.strip() for m in _DISPLAY_MATH.findall(text_only)]
@@ -220,14 +221,14 @@ def parity_problems(pair: Pair, root: Path = ROOT) -> list[str]:
         en, es = _notebook_structure(pair.english), _notebook_structure(pair.spanish)
         if [t for t, _ in en] != [t for t, _ in es]:
             return [f"{name}: the Spanish notebook's cells differ in number or type"]
-        return [f"{name}: code cell {i} differs in Spanish" for i, (a, b) in enumerate(zip(en, es)) if a != b]
+        return [f"{name}: code cell {i} differs in Spanish" for i, (a, b) in enumerate(zip(en, es, strict=True)) if a != b]
     en_s = markdown_structure(pair.english.read_text(encoding="utf-8"))
     es_s = markdown_structure(pair.spanish.read_text(encoding="utf-8"))
     problems = []
     for part in ("headings", "code", "math", "links", "images"):
         a, b = getattr(en_s, part), getattr(es_s, part)
         if a != b:
-            detail = next((f"#{i}: {x!r} vs {y!r}" for i, (x, y) in enumerate(zip(a, b)) if x != y), "")
+            detail = next((f"#{i}: {x!r} vs {y!r}" for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), "")
             problems.append(f"{name}: {part} differ (English {len(a)}, Spanish {len(b)}) {detail}".rstrip())
     return problems
 

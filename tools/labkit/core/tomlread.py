@@ -14,4 +14,5 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 def read_toml(path: Path) -> dict[str, Any]:
     with open(path, "rb") as fh:
-        return tomllib.load(fh)
+        data: dict[str, Any] = tomllib.load(fh)
+    return data

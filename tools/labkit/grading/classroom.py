@@ -6,7 +6,8 @@
 Copy the file to .github/workflows/classroom.yml in the assignment's template repository. Each block
 is one all-or-nothing step worth the block's points, plus one for mypy --strict. The steps run in the
 student's own repository, tests included: for grades that nothing in a submission can influence, use
-`grade` (see the instructor guide).
+`grade` (see the instructor guide). labkit.grading.workflows writes this workflow together with
+grade-class.yml, which grades a whole class with `grade` in shards.
 """
 
 from __future__ import annotations

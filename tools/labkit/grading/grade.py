@@ -9,7 +9,8 @@ submission that breaks the lab's code rule is graded but "withheld for review" (
 
 A SUBMISSION is a bare lora.py, a directory laid out like the workbook (its lora.py and its notes
 file are taken, nothing else), or a directory of such submissions (a class). With none given, the
-example submissions in tools/grading/examples are graded.
+example submissions of tools/grading/examples are written out as a class in a temporary directory
+(labkit.grading.examples) and graded.
 
 Per submission: <out>/<name>/result.json and feedback.md. For the batch: gradebook.csv and
 summary.md (per-test pass rates and the most common failure messages).
@@ -18,6 +19,7 @@ summary.md (per-test pass rates and the most common failure messages).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
@@ -29,8 +31,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from labkit.core.labinfo import Lab, load_lab, user_language
-from labkit.core.overlay import WORKBOOK_ROOT, Limits
+from labkit.core.overlay import Limits
 from labkit.core.sandbox import SandboxUnavailable, probe
+from labkit.grading.examples import materialized
 from labkit.grading.grader import (
     DEFAULT_GRADER_SEED,
     DEFAULT_LIMITS,
@@ -41,8 +44,6 @@ from labkit.grading.grader import (
     grade_submission,
 )
 from labkit.grading.submission import Submission, find_submission, holds_lora
-
-EXAMPLES = WORKBOOK_ROOT / "tools" / "grading" / "examples"
 
 _TEXT = {
     "en": {
@@ -58,7 +59,8 @@ _TEXT = {
         "failures": "What to fix",
         "none": "Every test passed.",
         "withheld": "Withheld for review",
-        "withheld_why": "This submission breaks the lab's code rule (or its test report was tampered with), so its points are not final until an instructor has reviewed it:",
+        "withheld_why": "This submission breaks the lab's code rule (or its test report was tampered with), so its points "
+                        "are not final until an instructor has reviewed it:",
         "notices": "How it was graded",
     },
     "es": {
@@ -74,7 +76,8 @@ _TEXT = {
         "failures": "Qué corregir",
         "none": "Todos los tests pasan.",
         "withheld": "Retenida para revisión",
-        "withheld_why": "Esta entrega incumple la regla de código del laboratorio (o su informe de tests fue manipulado), así que sus puntos no son definitivos hasta que un docente la revise:",
+        "withheld_why": "Esta entrega incumple la regla de código del laboratorio (o su informe de tests fue manipulado), "
+                        "así que sus puntos no son definitivos hasta que un docente la revise:",
         "notices": "Cómo se calificó",
     },
 }
@@ -208,7 +211,7 @@ def grade_all(
     with tempfile.TemporaryDirectory(prefix="labkit-mypy-") as cache, ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {
             pool.submit(grade_submission, s, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
-                        mypy_cache=Path(cache), sandbox=sandbox): s  # fmt: skip
+                        mypy_cache=Path(cache), sandbox=sandbox): s
             for s in submissions
         }
         for done, future in enumerate(as_completed(futures), 1):
@@ -260,12 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SandboxUnavailable as exc:
             print(f"grade: {exc}", file=sys.stderr)
             return 2
-    submissions = shard(collect_submissions(args.submissions or [EXAMPLES], lab), args.shard)
     limits = Limits(args.memory_mb, args.output_mb, args.test_timeout)
     start = time.monotonic()
-    grades = grade_all(submissions, jobs=args.jobs, seed=args.seed, limits=limits, time_limit=args.time_limit,
-                       hidden=args.hidden_tests.resolve() if args.hidden_tests else None,
-                       sandbox=not args.no_sandbox)  # fmt: skip
+    with contextlib.ExitStack() as stack:  # the examples' class lives until they are graded
+        paths = args.submissions or [stack.enter_context(materialized(lab=lab))]
+        submissions = shard(collect_submissions(paths, lab), args.shard)
+        grades = grade_all(submissions, jobs=args.jobs, seed=args.seed, limits=limits, time_limit=args.time_limit,
+                           hidden=args.hidden_tests.resolve() if args.hidden_tests else None,
+                           sandbox=not args.no_sandbox)  # fmt: skip
     write_results(grades, args.out, lang)
     write_batch(grades, args.out)
     print(f"\ngraded {len(grades)} submissions in {time.monotonic() - start:.1f} s with {args.jobs} job(s)")

@@ -166,7 +166,8 @@ class Grade:
 @cache
 def expected_tests(hidden: Path | None = None) -> tuple[tuple[str, str], ...]:
     """(nodeid, marker) of every graded test, collected with the reference solution."""
-    run = run_overlay(REFERENCE, tests=_test_paths(hidden), pytest_args=["--collect-only"], extra=_extra(hidden))
+    run = run_overlay(REFERENCE, tests=_test_paths(hidden), pytest_args=["--collect-only"], extra=_extra(hidden),
+                      trusted=True)
     tests = tuple((o.nodeid, o.blocks[0] if o.blocks else "") for o in run.outcomes)
     if not tests:
         raise RuntimeError(f"no graded test could be collected with the reference:\n{run.output}")
@@ -375,7 +376,7 @@ def _run_tests(
 
 
 def _block_grade(block: Block, expected: Sequence[tuple[str, str]], tests: list[TestResult]) -> BlockGrade:
-    mine = [t for (nodeid, marker), t in zip(expected, tests) if marker == block.marker]
+    mine = [t for (_, marker), t in zip(expected, tests, strict=True) if marker == block.marker]
     passed = sum(t.outcome == "passed" for t in mine)
     failures = [t for t in mine if t.outcome != "passed"]
     if not failures:
@@ -426,8 +427,8 @@ def _notes(lora: Path, notes_path: Path | None, lab: Lab, limits: Limits, sandbo
     if text is None:
         return _item(0.0, lab.notes.points, False, problem)
     with overlaid_copy(lora) as workdir:
-        code, output = run_limited([sys.executable, "-m", "labkit.grading.measure"], cwd=workdir, env=_env(workdir, sandbox),
-                                   timeout=120, limits=_no_test_timeout(limits), sandbox=[] if sandbox else None)  # fmt: skip
+        _, output = run_limited([sys.executable, "-m", "labkit.grading.measure"], cwd=workdir, env=_env(workdir, sandbox),
+                                timeout=120, limits=_no_test_timeout(limits), sandbox=[] if sandbox else None)  # fmt: skip
     try:
         measured = json.loads(output.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):

@@ -55,7 +55,7 @@ def measure() -> dict[str, Any]:
         values["gradient_flow"] = f"{type(exc).__name__}: {exc}"
     try:
         with torch.no_grad():  # stands for some training: a non-zero adapter
-            layer.lora_B.normal_(0.0, 0.02)
+            layer.get_parameter("lora_B").normal_(0.0, 0.02)
             before = layer(x)
             layer.merge_()
             values["merge_diff"] = (layer(x) - before).abs().max().item()

@@ -21,10 +21,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 from labkit.content.site import text_hash, with_translation_hash
+from labkit.core.edits import apply_edits
 from labkit.core.labinfo import load_lab
 from labkit.core.overlay import (
     REFERENCE,
@@ -47,7 +48,7 @@ SHOWN_CHARS = 1500
 
 
 class ZooError(Exception):
-    """The zoo file is malformed, or a variant's edit no longer applies to the reference."""
+    """The zoo file is malformed (an edit that no longer applies raises labkit.core.edits.EditError)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Bug:
     also: tuple[tuple[str, str], ...] = ()
 
     def apply(self, reference: str) -> str:
-        """The reference source with this bug's edits applied; each must match exactly once."""
+        """The reference source with this bug's edits applied; each must match exactly once (else EditError)."""
         return apply_edits(self.id, self.edits, reference)
 
 
@@ -87,17 +88,6 @@ class Alternative:
 
     def apply(self, reference: str) -> str:
         return apply_edits(self.id, self.edits, reference)
-
-
-def apply_edits(name: str, edits: Iterable[tuple[str, str]], reference: str) -> str:
-    """The reference source with edits applied in order; each must match exactly once."""
-    source = reference
-    for old, new in edits:
-        count = source.count(old)
-        if count != 1:
-            raise ZooError(f"{name}: edit target found {count} times (needs 1):\n{old}")
-        source = source.replace(old, new)
-    return source
 
 
 @dataclass(frozen=True)
@@ -176,7 +166,7 @@ def load_alternatives(path: Path = ZOO_FILE) -> list[Alternative]:
 
 def run_alternatives(alternatives: Sequence[Alternative], jobs: int = 2) -> dict[str, list[str]]:
     """For each alternative, the graded tests it does not pass (an empty list when it passes all)."""
-    return {alt.id: _not_passed(run) for alt, run in zip(alternatives, _run_sources(alternatives, jobs))}
+    return {alt.id: _not_passed(run) for alt, run in zip(alternatives, _run_sources(alternatives, jobs), strict=True)}
 
 
 def _not_passed(run: OverlayRun) -> list[str]:
@@ -187,7 +177,7 @@ def _not_passed(run: OverlayRun) -> list[str]:
 
 def run_zoo(bugs: Sequence[Bug], jobs: int = 2) -> list[ZooResult]:
     """Run every variant through the overlay, jobs at a time; results in the order of bugs."""
-    return [ZooResult(bug, run) for bug, run in zip(bugs, _run_sources(bugs, jobs))]
+    return [ZooResult(bug, run) for bug, run in zip(bugs, _run_sources(bugs, jobs), strict=True)]
 
 
 def _run_sources(variants: Sequence[Bug | Alternative], jobs: int) -> list[OverlayRun]:
@@ -196,12 +186,12 @@ def _run_sources(variants: Sequence[Bug | Alternative], jobs: int) -> list[Overl
     sources = [variant.apply(reference) for variant in variants]  # fail fast on a stale edit
     with tempfile.TemporaryDirectory(prefix="labkit-zoo-") as tmp:
         paths = []
-        for variant, source in zip(variants, sources):
+        for variant, source in zip(variants, sources, strict=True):
             path = Path(tmp) / f"{variant.id}.py"
             path.write_text(source, encoding="utf-8")
             paths.append(path)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            return list(pool.map(run_overlay, paths))
+            return list(pool.map(partial(run_overlay, trusted=True), paths))
 
 
 def zoo_problems(results: Iterable[ZooResult]) -> list[str]:
