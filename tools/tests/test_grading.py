@@ -165,10 +165,13 @@ def test_reference_full_marks_stubs_zero_hidden_tests_count(tmp_path: Path) -> N
         "    assert tuple(layer.lora_A.shape) == (1, 3) and tuple(layer.lora_B.shape) == (5, 1)\n",
         encoding="utf-8",
     )
-    reference = grade_submission(Submission("reference", REFERENCE, None), limits=LIMITS, hidden=hidden)
-    assert reference.blocks[0].total == 1 + grade_submission(Submission("r", REFERENCE, None), limits=LIMITS).blocks[0].total
+    # The workbook's own code needs no sandbox (the example batch grades the reference in it).
+    trusted = {"limits": LIMITS, "sandbox": False, "mypy_cache": tmp_path / "mypy"}
+    reference = grade_submission(Submission("reference", REFERENCE, None), hidden=hidden, **trusted)  # type: ignore[arg-type]
+    plain = grade_submission(Submission("r", REFERENCE, None), **trusted)  # type: ignore[arg-type]
+    assert reference.blocks[0].total == 1 + plain.blocks[0].total
     assert all(b.points == b.max_points for b in reference.blocks) and reference.typecheck.ok
-    stubs = grade_submission(Submission("stubs", STUBS, None), limits=LIMITS, hidden=hidden)
+    stubs = grade_submission(Submission("stubs", STUBS, None), hidden=hidden, **trusted)  # type: ignore[arg-type]
     assert stubs.points == 0 and {b.status for b in stubs.blocks} == {"not started"}
 
 

@@ -128,6 +128,8 @@ class Limits:
 OUTSIDE_GRACE_S = 5.0
 LINGER_S = 3.0
 POLL_S = 0.1
+#: Whether unsandboxed runs go to the fork server: on Linux only (macOS frameworks are not fork-safe).
+FORK_SERVER = sys.platform == "linux"
 #: The variables a sandboxed run inherits from the grader's environment; nothing else (no tokens).
 SANDBOX_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -319,7 +321,6 @@ def run_overlay(
     limits: Limits = Limits(),
     extra: Mapping[str, Path] | None = None,
     sandbox: bool = False,
-    trusted: bool = False,
     progress: Callable[[tuple[TestOutcome, ...]], None] | None = None,
 ) -> OverlayRun:
     """Run the graded tests (or other tests of the copy) with candidate as src/minituner/lora.py.
@@ -327,11 +328,11 @@ def run_overlay(
     tests are the paths pytest collects, relative to the copy; pytest_args are added to its
     command line (for example ["-m", "block_a"]); env adds environment variables (for example
     MINITUNER_SEED); timeout bounds the whole run, limits each test and the process; extra adds
-    files to the copy (see overlaid_copy). The runner is chosen here, from what the caller vouches
-    for: sandbox runs it inside bubblewrap (submitted code); trusted (the reference, the stubs, the
-    zoo's variants: code of the workbook's own) runs it as a child of the fork server
-    (labkit.core.forkserver), which has torch and pytest imported already; anything else runs in a
-    fresh process.
+    files to the copy (see overlaid_copy). The runner is chosen here, and only here: with sandbox
+    (submitted code), a fresh process inside bubblewrap; without (code its runner vouches for: the
+    reference, the stubs, the zoo's variants, a student's own check, `grade --no-sandbox`), a child
+    of the fork server (labkit.core.forkserver), which has torch and pytest imported already. Where
+    fork is not safe to use after importing torch (anything but Linux), a fresh process instead.
     The report is read from outside as the run goes (labkit.core.report.ReportReader): a test over its
     time limit is stopped even if it ignores signals, and a process that outlives its session is
     ended. progress, when given, is called with the tests' results so far each time there are new
@@ -356,7 +357,7 @@ def run_overlay(
             REPORT_ENV: str(reader.path),
         }
         watch = _Watch(reader, limits.test_timeout_s, progress)
-        if trusted and not sandbox:
+        if not sandbox and FORK_SERVER:
             returncode, output = run_forked(command, cwd=workdir, env=run_env, timeout=timeout, limits=limits,
                                             watch=watch)  # fmt: skip
         else:

@@ -206,12 +206,14 @@ def grade_all(
     time_limit: float,
     hidden: Path | None,
     sandbox: bool = True,
+    mypy_cache: Path | None = None,
 ) -> list[Grade]:
+    """Grade submissions, jobs at a time; mypy's cache is shared by the batch (in mypy_cache, if given)."""
     grades: list[Grade] = []
     with tempfile.TemporaryDirectory(prefix="labkit-mypy-") as cache, ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {
             pool.submit(grade_submission, s, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
-                        mypy_cache=Path(cache), sandbox=sandbox): s
+                        mypy_cache=mypy_cache or Path(cache), sandbox=sandbox): s
             for s in submissions
         }
         for done, future in enumerate(as_completed(futures), 1):
@@ -238,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, default=DEFAULT_LIMITS.memory_mb, help="address space per process")
     parser.add_argument("--output-mb", type=int, default=DEFAULT_LIMITS.output_mb, help="output per process")
     parser.add_argument("--lang", choices=["en", "es"], help="language of the feedback (default: from LANG)")
+    parser.add_argument("--mypy-cache", type=Path, help="keep mypy's cache in this directory between runs "
+                        "(several shards on one machine); by default each run has its own")  # fmt: skip
     parser.add_argument("--no-sandbox", action="store_true",
                         help="grade without the bubblewrap sandbox (only for submissions you trust)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -270,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         submissions = shard(collect_submissions(paths, lab), args.shard)
         grades = grade_all(submissions, jobs=args.jobs, seed=args.seed, limits=limits, time_limit=args.time_limit,
                            hidden=args.hidden_tests.resolve() if args.hidden_tests else None,
-                           sandbox=not args.no_sandbox)  # fmt: skip
+                           sandbox=not args.no_sandbox, mypy_cache=args.mypy_cache)  # fmt: skip
     write_results(grades, args.out, lang)
     write_batch(grades, args.out)
     print(f"\ngraded {len(grades)} submissions in {time.monotonic() - start:.1f} s with {args.jobs} job(s)")

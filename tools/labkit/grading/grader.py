@@ -166,8 +166,7 @@ class Grade:
 @cache
 def expected_tests(hidden: Path | None = None) -> tuple[tuple[str, str], ...]:
     """(nodeid, marker) of every graded test, collected with the reference solution."""
-    run = run_overlay(REFERENCE, tests=_test_paths(hidden), pytest_args=["--collect-only"], extra=_extra(hidden),
-                      trusted=True)
+    run = run_overlay(REFERENCE, tests=_test_paths(hidden), pytest_args=["--collect-only"], extra=_extra(hidden))
     tests = tuple((o.nodeid, o.blocks[0] if o.blocks else "") for o in run.outcomes)
     if not tests:
         raise RuntimeError(f"no graded test could be collected with the reference:\n{run.output}")

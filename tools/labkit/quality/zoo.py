@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
 
 from labkit.content.site import text_hash, with_translation_hash
@@ -191,7 +191,7 @@ def _run_sources(variants: Sequence[Bug | Alternative], jobs: int) -> list[Overl
             path.write_text(source, encoding="utf-8")
             paths.append(path)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            return list(pool.map(partial(run_overlay, trusted=True), paths))
+            return list(pool.map(run_overlay, paths))
 
 
 def zoo_problems(results: Iterable[ZooResult]) -> list[str]:
