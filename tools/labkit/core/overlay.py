@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 from labkit.core.report import REPORT_ENV, ReportReader
 from labkit.core.sandbox import sandboxed
@@ -170,34 +170,49 @@ def run_limited(
         command = sandboxed(command, workdir=cwd, writable=sandbox)
         keep = {k: os.environ[k] for k in SANDBOX_ENV_KEEP if k in os.environ}
         run_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", **keep, **env}
-    reason = ""
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
             command, cwd=cwd, env=run_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_limit_resources(limits),
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        returncode: int | None = None
-        try:
-            while (returncode := proc.poll()) is None:
-                reason = (watch() if watch else None) or ""
-                if not reason and time.monotonic() > deadline:
-                    reason = f"stopped after {timeout:g} s"
-                if reason:
-                    break
-                time.sleep(POLL_S)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        size = out.seek(0, os.SEEK_END)
-        out.seek(max(0, size - OUTPUT_TAIL))
-        output = out.read().decode("utf-8", errors="replace")
+        return _supervise(proc.pid, lambda: proc.poll() is None, proc.wait, out, timeout, watch)
+
+
+def _supervise(
+    pid: int,
+    running: Callable[[], bool],
+    reap: Callable[[], int],
+    out: IO[bytes],
+    timeout: float,
+    watch: Callable[[], str | None] | None,
+) -> tuple[int | None, str]:
+    """Both runners' watch over a started run: (returncode or None when stopped, output tail).
+
+    Polls watch and the deadline while running(); then kills pid's whole session (pid leads it),
+    reaps it, and reads the tail of out, with why it was stopped or the signal that killed it.
+    """
+    deadline = time.monotonic() + timeout
+    reason = ""
+    try:
+        while running():
+            reason = (watch() if watch else None) or ""
+            if not reason and time.monotonic() > deadline:
+                reason = f"stopped after {timeout:g} s"
+            if reason:
+                break
+            time.sleep(POLL_S)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        returncode = reap()
+    size = out.seek(0, os.SEEK_END)
+    out.seek(max(0, size - OUTPUT_TAIL))
+    output = out.read().decode("utf-8", errors="replace")
     if reason:
-        output += f"\n[{reason}]"
-    elif returncode is not None and returncode < 0:
+        return None, output + f"\n[{reason}]"
+    if returncode < 0:
         output += f"\n[killed by signal {signal.Signals(-returncode).name}]"
-    return (None if reason else returncode), output
+    return returncode, output
 
 
 def run_forked(
@@ -217,31 +232,10 @@ def run_forked(
     from labkit.core.forkserver import server
 
     warm = server()
-    reason = ""
     with tempfile.NamedTemporaryFile(prefix="labkit-forked-") as out:
         pid = warm.start(command, cwd=str(cwd), env=env, output=out.name,
                          memory_mb=limits.memory_mb, output_mb=limits.output_mb)  # fmt: skip
-        deadline = time.monotonic() + timeout
-        try:
-            while _alive(pid):
-                reason = (watch() if watch else None) or ""
-                if not reason and time.monotonic() > deadline:
-                    reason = f"stopped after {timeout:g} s"
-                if reason:
-                    break
-                time.sleep(POLL_S)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            returncode = warm.wait()
-        size = out.seek(0, os.SEEK_END)
-        out.seek(max(0, size - OUTPUT_TAIL))
-        output = out.read().decode("utf-8", errors="replace")
-    if reason:
-        output += f"\n[{reason}]"
-    elif returncode < 0:
-        output += f"\n[killed by signal {signal.Signals(-returncode).name}]"
-    return (None if reason else returncode), output
+        return _supervise(pid, lambda: _alive(pid), warm.wait, out, timeout, watch)
 
 
 def _alive(pid: int) -> bool:
