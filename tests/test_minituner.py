@@ -4,32 +4,35 @@ Every test carries the marker of its block (block_a ... block_e) and a name that
 condition selects:  pytest tests/test_minituner.py -k "lora_init_identity or param_count or merge
 or freeze or roundtrip"  runs blocks A to D;  pytest -m block_e  runs block E.
 
-When a test fails, its message names the rule that broke and the most likely cause. Shapes and
-values are random but seeded (the `seed` / `rng` fixtures of conftest.py); layers are never square,
-because a square layer hides a swapped transpose.
+Each test calls your code only through `observe(scenario, **inputs)`: the scenario (tests/scenarios.py)
+says what is done with your code and records what it saw; the assertions below it are the checks,
+against values the test computes itself from the inputs it chose. When a test fails, its message
+names the rule that broke and the most likely cause. Shapes and values are random but seeded (the
+`seed` / `rng` fixtures of conftest.py); layers are never square, because a square layer hides a
+swapped transpose.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from minituner.lora import (
-    DEFAULT_TARGETS,
-    LoRALinear,
-    load_lora_state_dict,
-    lora_regression_grads,
-    lora_state_dict,
-    train_lora_regression,
-    wrap_minigpt_with_lora,
-)
+import scenarios
+from conftest import Observe, judged
 from minituner.model import MiniGPT, MiniGPTConfig
+
+# In a plain pytest your lora.py is imported here, at collection, so that an error in it (a syntax
+# error, say) is reported once, first. When the instructor grades, this process never imports it:
+# the scenarios run in a worker of their own, beside your code.
+if not judged():
+    import minituner.lora  # noqa: F401
 
 block_a = pytest.mark.block_a
 block_b = pytest.mark.block_b
@@ -37,8 +40,9 @@ block_c = pytest.mark.block_c
 block_d = pytest.mark.block_d
 block_e = pytest.mark.block_e
 
-LORA_NAMES = ("lora_A", "lora_B")
-_T = TypeVar("_T")
+LORA_NAMES = scenarios.LORA_NAMES
+#: The lab's default targets, as block B gives them (what DEFAULT_TARGETS must hold).
+LAB_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "mlp.fc1", "mlp.fc2")
 # A small MiniGPT with non-square LoRA targets (fc1 is 32 -> 128) and a short vocabulary.
 SMALL_GPT = MiniGPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
 
@@ -56,143 +60,135 @@ def random_linear(
     return layer
 
 
+def described(layer: nn.Linear) -> dict[str, torch.Tensor | None]:
+    """A layer of the test's as a scenario input (scenarios.linear rebuilds it on the other side)."""
+    return {"weight": layer.weight.detach().clone(),
+            "bias": None if layer.bias is None else layer.bias.detach().clone()}
+
+
 def random_input(rng: np.random.Generator, layer: nn.Linear) -> torch.Tensor:
     """A batch (B, T, in_features) in the layer's dtype: a 3-D input checks leading dims."""
     batch, steps = (int(v) for v in rng.integers(1, 5, size=2))
     return torch.randn(batch, steps, layer.in_features, dtype=layer.weight.dtype)
 
 
-def expect_error(error: type[Exception], call: Callable[[], object], what: str, hint: str) -> str:
-    """Call and require error; return its message. NotImplementedError passes through untouched."""
-    try:
-        call()
-    except NotImplementedError:
-        raise
-    except error as exc:
-        return str(exc)
-    except Exception as exc:  # noqa: BLE001 - a wrong exception type is the failure to report
+def expect_error(error: type[Exception], seen: dict[str, str] | None, what: str, hint: str) -> str:
+    """The message of what a scenario's call raised (scenarios.raised), once it is error."""
+    if seen is None:
+        pytest.fail(f"{what} did not raise {error.__name__}: {hint}", pytrace=False)
+    if seen["type"] != error.__name__:
         pytest.fail(
-            f"{what} raised {type(exc).__name__}({exc}) instead of {error.__name__}: {hint}",
+            f"{what} raised {seen['type']}({seen['message']}) instead of {error.__name__}: {hint}",
             pytrace=False,
         )
-    pytest.fail(f"{what} did not raise {error.__name__}: {hint}", pytrace=False)
+    return seen["message"]
 
 
-#: The exact types the tests judge: (the type named with its article, its plural, the usual cause).
-PLAIN_TYPES: dict[type, tuple[str, str, str]] = {
-    torch.Tensor: ("a torch.Tensor", "tensors",
+#: The exact types the tests judge: (the type's names as scenarios.type_name writes them, the type
+#: named with its article, its plural, the usual cause).
+PLAIN_TYPES: dict[type, tuple[tuple[str, ...], str, str, str]] = {
+    torch.Tensor: (("torch.Tensor",), "a torch.Tensor", "tensors",
                    "return what torch's operations give, never a subclass or a wrapper of it"),
-    nn.Parameter: ("an nn.Parameter", "parameters",
+    nn.Parameter: (("torch.nn.parameter.Parameter",), "an nn.Parameter", "parameters",
                    "create it as nn.Parameter(tensor) and change it only in place"),
-    np.ndarray: ("an np.ndarray", "arrays",
+    np.ndarray: (("numpy.ndarray",), "an np.ndarray", "arrays",
                  "return what NumPy's operations give (np.concatenate, @), not a subclass of it"),
-    float: ("a float", "numbers", "compute it with Python numbers or convert it with float(...)"),
-    int: ("an int", "numbers", "store it as the int it was given"),
+    float: (("builtins.float", "numpy.float64"), "a float", "numbers",
+            "compute it with Python numbers or convert it with float(...)"),
+    int: (("builtins.int",), "an int", "numbers", "store it as the int it was given"),
 }
 
 
-def plain(value: object, kind: type[_T], what: str, hint: str = "") -> _T:
-    """value itself, once its type is exactly kind (np.float64 also counts as a float).
+def plain(seen: dict[str, Any], kind: type, what: str, hint: str = "") -> Any:
+    """The value a scenario recorded (scenarios.tensor, array, number), once its type was exactly kind.
 
-    A subclass could rig the very comparisons that judge it (abs, max, ==, torch.equal ...), so
-    every value that a test compares and that the submission produced goes through here first.
+    np.float64 also counts as a float. A subclass could rig the very comparisons that judge it
+    (abs, max, ==, torch.equal ...), so the tests judge only values of these exact types.
     """
-    accepted: tuple[type, ...] = (float, np.float64) if kind is float else (kind,)
-    if type(value) not in accepted:
-        name, plural, cause = PLAIN_TYPES[kind]
+    names, name, plural, cause = PLAIN_TYPES[kind]
+    if seen["type"] not in names:
         pytest.fail(
-            f"{what} is a {type(value).__module__}.{type(value).__qualname__}, not {name}: the "
-            f"tests judge only plain {plural} (a subclass can change how comparisons behave); "
-            f"{hint or cause}",
+            f"{what} is a {seen['type']}, not {name}: the tests judge only plain {plural} (a "
+            f"subclass can change how comparisons behave); {hint or cause}",
             pytrace=False,
         )
-    return cast(_T, value)
+    return seen["value"]
 
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    for t in (a, b):  # the callers check their tensors first, with a more precise message
-        plain(t, torch.Tensor, "a tensor being compared")
     return float((a - b).detach().abs().max())
 
 
-def plain_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
-    """module.named_parameters() as a dict, once every parameter is exactly an nn.Parameter."""
-    return {name: plain(p, nn.Parameter, f"parameter {name}") for name, p in module.named_parameters()}
-
-
-def output(value: object, what: str = "LoRALinear's forward output") -> torch.Tensor:
+def output(seen: dict[str, Any], what: str = "LoRALinear's forward output") -> torch.Tensor:
     """A forward output (or logits) of the submission, once it is exactly a torch.Tensor."""
-    return plain(value, torch.Tensor, what)
+    value: torch.Tensor = plain(seen, torch.Tensor, what)
+    return value
 
 
-def scale_of(layer: nn.Module, what: str) -> float:
-    """layer.scaling as a float: a float, or a one-element buffer registered on the layer itself."""
-    value = getattr(layer, "scaling", None)
-    if type(value) is torch.Tensor and value.numel() == 1:
-        if any(value is buffer for buffer in layer.buffers(recurse=False)):
-            return float(value)
-        pytest.fail(f"{what} is a tensor but not a buffer of the layer: store alpha / r as a float, "
-                    "or register it with self.register_buffer('scaling', ...)", pytrace=False)
-    return float(plain(value, float, what, "store alpha / r as a float (or as a one-element buffer)"))
+def plain_parameters(seen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Observed parameters (scenarios.parameters), once every one was exactly an nn.Parameter."""
+    for name, p in seen.items():
+        plain(p, nn.Parameter, f"parameter {name}")
+    return seen
 
 
-def scale_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The one-element buffers registered directly on the LoRALinear layers, by full name.
-
-    An implementation may keep its scale as such a buffer; the adapter state dict may then hold it.
-    """
-    return {
-        f"{layer_name}.{name}": buffer
-        for layer_name, layer in lora_layers(model).items()
-        for name, buffer in layer.named_buffers(recurse=False)
-        if buffer.numel() == 1
-    }
+def trainable_names(seen: dict[str, dict[str, Any]]) -> set[str]:
+    """The names of the observed parameters (scenarios.parameters) that require gradients."""
+    return {name for name, p in plain_parameters(seen).items() if p["requires_grad"]}
 
 
-def randomize_lora(module: nn.Module) -> None:
-    """Give every lora_A and lora_B non-zero values, as if the adapter had been trained."""
-    with torch.no_grad():
-        for name, p in plain_parameters(module).items():
-            if name.rpartition(".")[2] in LORA_NAMES:
-                p.normal_(0.0, 0.5)
-
-
-def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
-
-
-def trainable_names(model: nn.Module) -> set[str]:
-    return {name for name, p in plain_parameters(model).items() if p.requires_grad}
+def trainable_count(seen: dict[str, dict[str, Any]]) -> int:
+    """How many numbers the observed parameters that require gradients hold."""
+    return sum(math.prod(p["shape"]) for p in plain_parameters(seen).values() if p["requires_grad"])
 
 
 def is_lora_name(name: str) -> bool:
     return name.rpartition(".")[2] in LORA_NAMES
 
 
+def scale_of(seen: dict[str, Any], what: str) -> float:
+    """An observed scaling (scenarios.scaling) as a float: a float, or a one-element buffer of the layer."""
+    if seen["type"] == "torch.Tensor" and seen["numel"] == 1:
+        if seen["buffer"]:
+            return float(seen["value"])
+        pytest.fail(f"{what} is a tensor but not a buffer of the layer: store alpha / r as a float, "
+                    "or register it with self.register_buffer('scaling', ...)", pytrace=False)
+    return float(plain(seen, float, what, "store alpha / r as a float (or as a one-element buffer)"))
+
+
 def small_gpt() -> MiniGPT:
     return MiniGPT(SMALL_GPT)
+
+
+def gpt(model: MiniGPT) -> dict[str, Any]:
+    """A MiniGPT of the test's as a scenario input (scenarios.minigpt rebuilds it on the other side)."""
+    return {"config": dataclasses.asdict(model.config),
+            "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
 
 
 def token_batch(rng: np.random.Generator, cfg: MiniGPTConfig = SMALL_GPT) -> torch.Tensor:
     return torch.from_numpy(rng.integers(0, cfg.vocab_size, size=(2, cfg.block_size)))
 
 
-def logits(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
-    """A wrapped model's logits, once they are exactly a torch.Tensor."""
-    return output(model(idx)[0], "the wrapped model's output (logits)")
+def logits(seen: dict[str, Any]) -> torch.Tensor:
+    """A wrapped model's observed logits, once they were exactly a torch.Tensor."""
+    return output(seen, "the wrapped model's output (logits)")
 
 
 # ----------------------------------------------------------------------------- Block A
 @block_a
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
-def test_lora_init_identity(seed: int, rng: np.random.Generator, dtype: torch.dtype, bias: bool) -> None:
+def test_lora_init_identity(observe: Observe, rng: np.random.Generator, dtype: torch.dtype,
+                            bias: bool) -> None:
     for _ in range(3):
         base = random_linear(rng, bias=bias, dtype=dtype)
         x = random_input(rng, base)
-        expected = base(x)
-        lora = LoRALinear(base, r=int(rng.integers(1, 9)), alpha=16.0)
-        out = output(lora(x))
+        with torch.no_grad():
+            expected = base(x)
+        seen = observe(scenarios.forward_at_init, base=described(base), x=x, r=int(rng.integers(1, 9)),
+                       alpha=16.0)
+        out = output(seen["out"])
         assert out.shape == expected.shape, (
             f"output shape {tuple(out.shape)} != base output shape {tuple(expected.shape)}: "
             "forward must keep every leading dimension of x and end with out_features"
@@ -205,55 +201,69 @@ def test_lora_init_identity(seed: int, rng: np.random.Generator, dtype: torch.dt
         )
 
 
+def random_factors(rng: np.random.Generator, base: nn.Linear, r: int) -> dict[str, torch.Tensor]:
+    """Non-zero lora_A (r, in) and lora_B (out, r) in base's dtype, as if the adapter had been trained."""
+    return {"lora_A": torch.from_numpy(rng.normal(0.0, 0.5, size=(r, base.in_features))).to(base.weight.dtype),
+            "lora_B": torch.from_numpy(rng.normal(0.0, 0.5, size=(base.out_features, r))).to(base.weight.dtype)}
+
+
+def short_type(seen: dict[str, Any]) -> str:
+    """The class name alone (type(value).__name__) of an observed value's exact type."""
+    name: str = seen["type"].rpartition(".")[2]
+    return name
+
+
 @block_a
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-def test_lora_init_identity_factors(seed: int, rng: np.random.Generator, dtype: torch.dtype) -> None:
+def test_lora_init_identity_factors(observe: Observe, rng: np.random.Generator, dtype: torch.dtype) -> None:
     base = random_linear(rng, dtype=dtype)
     r = int(rng.integers(4, 9))
-    lora = LoRALinear(base, r=r, alpha=16.0)
-    A, B = lora.lora_A, lora.lora_B
-    for name, p in (("lora_A", A), ("lora_B", B)):
-        assert isinstance(p, nn.Parameter), (
-            f"{name} is a {type(p).__name__}, not an nn.Parameter: a plain tensor is invisible to "
+    seen = observe(scenarios.factors_at_init, base=described(base), r=r, alpha=16.0)
+    factors = seen["factors"]
+    for name in LORA_NAMES:
+        p = factors[name]
+        assert p["is_parameter"], (
+            f"{name} is a {short_type(p)}, not an nn.Parameter: a plain tensor is invisible to "
             "model.parameters(), so no optimizer would ever train it"
             + (f" (an nn.Parameter sent through .to(...) comes back as a plain tensor whenever it "
-               f"has to convert, here to {p.dtype}: create the tensor with base.weight's device "
+               f"has to convert, here to {p['dtype']}: create the tensor with base.weight's device "
                "and dtype first, then wrap it in nn.Parameter)"
-               if isinstance(p, torch.Tensor) and p.grad_fn is not None else "")
+               if p["is_tensor"] and p["grad_fn"] else "")
         )
         plain(p, nn.Parameter, name)
-        assert p.dtype == base.weight.dtype and p.device == base.weight.device, (
-            f"{name} is {p.dtype} on {p.device}, base.weight is {base.weight.dtype} on "
+        assert p["dtype"] == str(base.weight.dtype) and p["device"] == str(base.weight.device), (
+            f"{name} is {p['dtype']} on {p['device']}, base.weight is {base.weight.dtype} on "
             f"{base.weight.device}: create the factors with base.weight's dtype and device"
         )
+    A, B = factors["lora_A"]["value"], factors["lora_B"]["value"]
     assert tuple(A.shape) == (r, base.in_features), (
         f"lora_A has shape {tuple(A.shape)}, expected (r, in_features) = {(r, base.in_features)}"
     )
     assert tuple(B.shape) == (base.out_features, r), (
         f"lora_B has shape {tuple(B.shape)}, expected (out_features, r) = {(base.out_features, r)}"
     )
-    assert not B.detach().any(), (
-        f"lora_B has {int(B.detach().count_nonzero())} non-zero entries at init: lora_B must start "
+    assert not B.any(), (
+        f"lora_B has {int(B.count_nonzero())} non-zero entries at init: lora_B must start "
         "at zeros (a random lora_B makes step 0 differ from the base model)"
     )
     # kaiming_uniform_(a=sqrt(5)) on an (r, in) tensor draws from U(-1/sqrt(in), 1/sqrt(in)).
     bound = 1.0 / math.sqrt(base.in_features)
-    biggest = float(A.detach().abs().max())
+    biggest = float(A.abs().max())
     assert biggest <= bound * (1 + 1e-6), (
         f"lora_A has an entry of size {biggest:.4g}, above the kaiming_uniform_(a=sqrt(5)) bound "
         f"1/sqrt(in_features) = {bound:.4g}: use nn.init.kaiming_uniform_(lora_A, a=math.sqrt(5)) "
         "on a tensor of shape (r, in_features)"
     )
-    assert biggest > 0.5 * bound and float(A.detach().std()) > 0.3 * bound, (
+    assert biggest > 0.5 * bound and float(A.std()) > 0.3 * bound, (
         f"lora_A is (nearly) constant or tiny at init (max {biggest:.3g}, bound {bound:.3g}): it "
         "must be random; with lora_A = lora_B = 0 no gradient would ever reach either factor"
     )
-    linears = [name for name, m in lora.named_modules() if isinstance(m, nn.Linear)]
+    linears = seen["linears"]
     assert linears == ["base"], (
         f"nn.Linear submodules {linears}: only the wrapped layer, as self.base, may be an "
         "nn.Linear; create lora_A and lora_B as nn.Parameter directly"
     )
-    assert lora.base is base, (
+    assert seen["base_is_given"], (
         "self.base must be the very nn.Linear that was passed in, not a copy or a rebuilt layer: "
         "a copy has Parameters of its own, no longer the model's (and a rebuilt layer's new "
         "Parameters start trainable)"
@@ -261,25 +271,26 @@ def test_lora_init_identity_factors(seed: int, rng: np.random.Generator, dtype: 
 
 
 @block_a
-def test_lora_init_identity_forward_scaling(seed: int, rng: np.random.Generator) -> None:
+def test_lora_init_identity_forward_scaling(observe: Observe, rng: np.random.Generator) -> None:
     for r, alpha in ((4, 16.0), (8, 2.0), (3, 5.0)):  # never r == alpha, so a swap shows
         base = random_linear(rng)
         x = random_input(rng, base)
         with torch.no_grad():
-            base_out = base(x)  # before LoRALinear can touch base
-        lora = LoRALinear(base, r=r, alpha=alpha)
-        stored_r = plain(lora.r, int, "lora.r")
-        stored_alpha = plain(lora.alpha, float, "lora.alpha")
-        scaling = scale_of(lora, "lora.scaling")
+            base_out = base(x)
+        factors = random_factors(rng, base, r)  # the test's own values, sent to the layer
+        seen = observe(scenarios.forward_with_factors, base=described(base), x=x, r=r, alpha=alpha,
+                       **factors)
+        stored_r = plain(seen["r"], int, "lora.r")
+        stored_alpha = plain(seen["alpha"], float, "lora.alpha")
+        scaling = scale_of(seen["scaling"], "lora.scaling")
         assert stored_r == r and stored_alpha == alpha, "store r and alpha as given"
         assert scaling == pytest.approx(alpha / r), (
             f"scaling is {scaling}, expected alpha / r = {alpha / r}"
         )
-        randomize_lora(lora)
-        A, B = lora.lora_A.detach().clone(), lora.lora_B.detach().clone()
+        A, B = factors["lora_A"], factors["lora_B"]
         with torch.no_grad():
             expected = base_out + (alpha / r) * ((x @ A.T) @ B.T)
-            out = output(lora(x))
+        out = output(seen["out"])
         diff = max_abs_diff(out, expected)
         assert diff < 1e-5 * (1 + float(expected.abs().max())), (
             f"forward differs from base(x) + (alpha/r) * x @ A.T @ B.T by {diff:.3g} "
@@ -310,39 +321,37 @@ def misplaced_dropout(train_update: torch.Tensor, eval_update: torch.Tensor, p: 
 
 
 @block_a
-def test_lora_init_identity_dropout_on_branch_input_only(seed: int) -> None:
+def test_lora_init_identity_dropout_on_branch_input_only(observe: Observe, seed: int,
+                                                         rng: np.random.Generator) -> None:
     p = 0.25  # not 0.5, where keeping with probability p and dropping with p look the same
     alpha, r = 8.0, 4
     base = nn.Linear(16, 24)
     x = torch.eye(16).repeat(4, 1)  # one-hot rows: input dropout keeps or drops a whole row's update
     with torch.no_grad():
-        base_out = base(x)  # before LoRALinear can touch base
-    lora = LoRALinear(base, r=r, alpha=alpha, dropout=p)
+        base_out = base(x)
+    factors = random_factors(rng, base, r)  # the test's own values, sent to the layer
+    seen = observe(scenarios.dropout_forwards, base=described(base), x=x, r=r, alpha=alpha, dropout=p,
+                   **factors)
 
     # At init (lora_B = 0) the output is base(x): first with dropout off, then on. Eval mode first,
     # so that a non-zero lora_B is not blamed on the dropout.
-    with torch.no_grad():
-        diff = max_abs_diff(output(lora.eval()(x)), base_out)
-        assert diff == 0.0, (
-            f"in eval mode at init the output differs from base(x) by {diff:.3g}: lora_B must start "
-            "at zeros, and base(x) must be computed with the untouched base layer"
-        )
-        diff = max_abs_diff(output(lora.train()(x)), base_out)
+    diff = max_abs_diff(output(seen["init_eval"]), base_out)
+    assert diff == 0.0, (
+        f"in eval mode at init the output differs from base(x) by {diff:.3g}: lora_B must start "
+        "at zeros, and base(x) must be computed with the untouched base layer"
+    )
+    diff = max_abs_diff(output(seen["init_train"]), base_out)
     assert diff == 0.0, (
         f"in train mode at init (lora_B = 0) the output differs from base(x) by {diff:.3g}, although "
         "it is exact in eval mode: dropout must act on the LoRA branch's input only, never on "
         "base(x) (or on x before both paths) or on the layer's whole output"
     )
 
-    randomize_lora(lora)
-    A, B = lora.lora_A.detach().clone(), lora.lora_B.detach().clone()
+    A, B = factors["lora_A"], factors["lora_B"]
     branch = (x @ A.T) @ B.T  # the unscaled update, from the test's own copies
-    with torch.no_grad():
-        lora.eval()
-        eval_update = output(lora(x)) - base_out
-        again = output(lora(x)) - base_out
-        lora.train()
-        train_update = output(lora(x)) - base_out
+    eval_update = output(seen["eval"]) - base_out
+    again = output(seen["eval_again"]) - base_out
+    train_update = output(seen["train"]) - base_out
     assert torch.equal(eval_update, again), (
         "two eval-mode forwards gave different outputs: in eval mode dropout must be off; use an "
         "nn.Dropout module (it follows .train() / .eval()), or F.dropout(..., training=self.training)"
@@ -393,92 +402,84 @@ def test_lora_init_identity_dropout_on_branch_input_only(seed: int) -> None:
          "dropout=-0.1", "dropout=1.0", "dropout=1.5"],
 )
 def test_lora_init_identity_rejects_bad_arguments(
-    seed: int, kwargs: dict[str, float], error: type[Exception]
+    observe: Observe, kwargs: dict[str, float], error: type[Exception]
 ) -> None:
     base = nn.Linear(6, 10)
     (name, value), = kwargs.items()
+    seen = observe(scenarios.construct_with, base=described(base), kwargs=kwargs)
     expect_error(
-        error, lambda: LoRALinear(base, **kwargs),  # type: ignore[arg-type]
+        error, seen["error"],
         f"LoRALinear(base, {name}={value})",
         "validate the arguments in __init__ (r a positive int, alpha positive and finite, "
         "dropout in [0, 1)) before building anything",
     )
-    assert base.weight.requires_grad and base.bias.requires_grad, (
+    assert seen["weight_requires_grad"] and seen["bias_requires_grad"], (
         f"LoRALinear(base, **{kwargs}) raised but froze base first: validate the arguments "
         "before changing anything"
     )
 
 
 @block_a
-@pytest.mark.parametrize("not_linear", [nn.Conv1d(4, 4, 1), nn.Identity(), torch.zeros(4, 4)],
+@pytest.mark.parametrize("not_linear", ["Conv1d", "Identity", "Tensor"],
                          ids=["Conv1d", "Identity", "Tensor"])
-def test_lora_init_identity_rejects_non_linear_base(seed: int, not_linear: object) -> None:
+def test_lora_init_identity_rejects_non_linear_base(observe: Observe, not_linear: str) -> None:
+    # not_linear names the thing (an nn.Conv1d(4, 4, 1), an nn.Identity(), a torch.zeros(4, 4)):
+    # the scenario builds it (scenarios.NOT_LINEAR), as a module is no scenario input.
+    seen = observe(scenarios.construct_on, kind=not_linear)
     expect_error(
-        TypeError, lambda: LoRALinear(not_linear),  # type: ignore[arg-type]
-        f"LoRALinear({type(not_linear).__name__})",
+        TypeError, seen["error"],
+        f"LoRALinear({not_linear})",
         "check isinstance(base, nn.Linear) first and raise TypeError otherwise",
     )
 
 
 @block_a
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
-def test_freeze_base_survives_to_train_eval(seed: int, rng: np.random.Generator, bias: bool) -> None:
-    lora = LoRALinear(random_linear(rng, bias=bias), r=4)
-    steps = [
-        ("after __init__", lambda m: m),
-        (".to(torch.float64)", lambda m: m.to(torch.float64)),
-        (".train()", lambda m: m.train()),
-        (".eval()", lambda m: m.eval()),
-        (".to('cpu')", lambda m: m.to("cpu")),
-        (".float()", lambda m: m.float()),
-    ]
-    for label, step in steps:
-        lora = step(lora)
-        assert trainable_names(lora) == {"lora_A", "lora_B"}, (
-            f"{label}: trainable parameters are {sorted(trainable_names(lora))}, expected exactly "
+def test_freeze_base_survives_to_train_eval(observe: Observe, rng: np.random.Generator, bias: bool) -> None:
+    steps = ["after __init__", ".to(torch.float64)", ".train()", ".eval()", ".to('cpu')", ".float()"]
+    seen = observe(scenarios.freeze_through_steps, base=described(random_linear(rng, bias=bias)), r=4,
+                   steps=steps)
+    for label, after in zip(steps, seen["after"], strict=True):
+        assert trainable_names(after) == {"lora_A", "lora_B"}, (
+            f"{label}: trainable parameters are {sorted(trainable_names(after))}, expected exactly "
             "['lora_A', 'lora_B']: freeze base.weight and base.bias with requires_grad_(False) on "
             "the Parameters themselves, and register lora_A / lora_B as nn.Parameter"
         )
-    assert lora.lora_A.dtype == torch.float32, ".to(dtype) must convert lora_A and lora_B too"
+    assert seen["lora_A_dtype"] == str(torch.float32), ".to(dtype) must convert lora_A and lora_B too"
 
 
 @block_a
-def test_freeze_false_keeps_base_trainable(seed: int, rng: np.random.Generator) -> None:
+def test_freeze_false_keeps_base_trainable(observe: Observe, rng: np.random.Generator) -> None:
     base = random_linear(rng)
-    lora = LoRALinear(base, r=4, freeze_base=False)
-    assert trainable_names(lora) == {"base.weight", "base.bias", "lora_A", "lora_B"}, (
-        f"with freeze_base=False the trainable parameters are {sorted(trainable_names(lora))}: "
+    seen = observe(scenarios.parameters_at_init, base=described(base), r=4, freeze_base=False)
+    trainable = trainable_names(seen["parameters"])
+    assert trainable == {"base.weight", "base.bias", "lora_A", "lora_B"}, (
+        f"with freeze_base=False the trainable parameters are {sorted(trainable)}: "
         "the base must stay trainable and lora_A / lora_B must be parameters"
     )
 
 
 @block_a
-def test_freeze_only_lora_gets_gradients(seed: int, rng: np.random.Generator) -> None:
+def test_freeze_only_lora_gets_gradients(observe: Observe, seed: int, rng: np.random.Generator) -> None:
     base = random_linear(rng)
-    lora = LoRALinear(base, r=4, alpha=8.0)
-    before = {name: p.detach().clone() for name, p in plain_parameters(lora).items()}
     x = random_input(rng, base)
     target = torch.randn(*x.shape[:-1], base.out_features)
-    for _ in range(3):  # lora_A only gets a gradient once lora_B is non-zero, from step 2 on
-        lora.zero_grad()
-        loss = ((output(lora(x)) - target) ** 2).mean()
-        torch.autograd.backward(loss)  # (Tensor.backward is untyped for mypy)
+    # 3 steps of plain SGD (lr 0.1) over all parameters: lora_A only gets a gradient once lora_B
+    # is non-zero, from step 2 on.
+    seen = observe(scenarios.sgd_steps, base=described(base), r=4, alpha=8.0, x=x, target=target,
+                   steps=3, lr=0.1)
+    for step in seen["steps"]:
+        output(step["out"])
         for name in ("base.weight", "base.bias"):
-            grad = lora.get_parameter(name).grad
-            assert grad is None, (
+            assert not step["base_grad"][name], (
                 f"{name} received a gradient: the base must be frozen (requires_grad=False)"
             )
-        # Plain SGD over *all* parameters, as an optimizer given model.parameters() would do
-        # (torch.optim itself takes seconds to import): frozen ones have no gradient to apply.
-        with torch.no_grad():
-            for p in lora.parameters():
-                if p.grad is not None:
-                    p.sub_(0.1 * p.grad)
-    after = plain_parameters(lora)
+    before = {name: p["value"] for name, p in plain_parameters(seen["before"]).items()}
+    after = plain_parameters(seen["after"])
     for name in ("base.weight", "base.bias"):
-        assert torch.equal(before[name], after[name].detach()), f"{name} changed during training"
+        assert torch.equal(before[name], after[name]["value"]), f"{name} changed during training"
     for name in LORA_NAMES:
-        change = max_abs_diff(before[name], after[name].detach())
+        change = max_abs_diff(before[name], after[name]["value"])
         assert change > 0, (
             f"{name} did not change after 3 optimizer steps: is it an nn.Parameter used in "
             "forward, with requires_grad=True? (lora_A moves from step 2 on, lora_B from step 1)"
@@ -486,9 +487,9 @@ def test_freeze_only_lora_gets_gradients(seed: int, rng: np.random.Generator) ->
 
 
 @block_a
-def test_param_count_linear_64_r8_is_1024(seed: int) -> None:
-    lora = LoRALinear(nn.Linear(64, 64), r=8)
-    trainable = sum(p.numel() for p in plain_parameters(lora).values() if p.requires_grad)
+def test_param_count_linear_64_r8_is_1024(observe: Observe) -> None:
+    seen = observe(scenarios.parameters_at_init, base=described(nn.Linear(64, 64)), r=8)
+    trainable = trainable_count(seen["parameters"])
     assert trainable == 1024, (
         f"LoRALinear(nn.Linear(64, 64), r=8) has {trainable} trainable parameters, expected "
         "r * (in + out) = 8 * (64 + 64) = 1024 (base frozen, A and B trainable)"
@@ -496,14 +497,14 @@ def test_param_count_linear_64_r8_is_1024(seed: int) -> None:
 
 
 @block_a
-def test_param_count_random_shapes(seed: int, rng: np.random.Generator) -> None:
+def test_param_count_random_shapes(observe: Observe, rng: np.random.Generator) -> None:
     for _ in range(5):
         base = random_linear(rng, bias=bool(rng.integers(2)))
         r = int(rng.integers(1, 17))
-        lora = LoRALinear(base, r=r)
-        params = plain_parameters(lora).values()
-        trainable = sum(p.numel() for p in params if p.requires_grad)
-        total = sum(p.numel() for p in params)
+        seen = observe(scenarios.parameters_at_init, base=described(base), r=r)
+        params = plain_parameters(seen["parameters"]).values()
+        trainable = trainable_count(seen["parameters"])
+        total = sum(math.prod(p["shape"]) for p in params)
         base_total = sum(p.numel() for p in base.parameters())
         expected = r * (base.in_features + base.out_features)
         assert trainable == expected, (
@@ -526,45 +527,42 @@ def expected_targets(cfg: MiniGPTConfig) -> set[str]:
 
 
 @block_b
-def test_freeze_wrap_minigpt_default_targets(seed: int) -> None:
-    model = small_gpt()
-    originals = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    returned = wrap_minigpt_with_lora(model, r=4, alpha=8.0)
-    assert returned is model, "wrap_minigpt_with_lora must wrap in place and return the same model"
-    wrapped = lora_layers(model)
+def test_freeze_wrap_minigpt_default_targets(observe: Observe) -> None:
+    seen = observe(scenarios.wrap_minigpt, model=gpt(small_gpt()), kwargs={"r": 4, "alpha": 8.0})
+    assert seen["returned_is_model"], "wrap_minigpt_with_lora must wrap in place and return the same model"
+    wrapped = seen["layers"]
     expected = expected_targets(SMALL_GPT)
     assert set(wrapped) == expected, (
         f"wrapped {sorted(set(wrapped) - expected)} that are not targets and missed "
         f"{sorted(expected - set(wrapped))}: wrap every nn.Linear whose dotted name equals a "
-        f"target or ends with '.' + target, for DEFAULT_TARGETS = {DEFAULT_TARGETS}"
+        f"target or ends with '.' + target, for DEFAULT_TARGETS = {LAB_TARGETS}"
     )
     for name, layer in wrapped.items():
-        assert layer.base is originals[name], f"{name}: LoRALinear must wrap the original layer"
-        r = plain(layer.r, int, f"{name}.r")
-        scaling = scale_of(layer, f"{name}.scaling")
+        assert layer["base_is_original"], f"{name}: LoRALinear must wrap the original layer"
+        r = plain(layer["r"], int, f"{name}.r")
+        scaling = scale_of(layer["scaling"], f"{name}.scaling")
         assert r == 4 and scaling == pytest.approx(2.0), (
             f"{name}: r={r}, scaling={scaling}; pass r and alpha on to every LoRALinear"
         )
-    trainable = trainable_names(model)
+    trainable = trainable_names(seen["parameters"])
     not_lora = sorted(n for n in trainable if not is_lora_name(n))
     assert not not_lora, (
         f"still trainable after wrapping: {not_lora[:6]}: freeze every parameter that is not "
         "lora_A / lora_B (embeddings, layer norms, lm_head, the wrapped bases)"
     )
-    lora_params = {n for n, _ in model.named_parameters() if is_lora_name(n)}
+    lora_params = {n for n in seen["parameters"] if is_lora_name(n)}
     assert trainable == lora_params and len(lora_params) == 2 * len(expected), (
         "every lora_A / lora_B must be trainable, one pair per wrapped layer"
     )
 
 
 @block_b
-def test_lora_init_identity_wrapped_minigpt(seed: int, rng: np.random.Generator) -> None:
+def test_lora_init_identity_wrapped_minigpt(observe: Observe, rng: np.random.Generator) -> None:
     model = small_gpt().eval()
     idx = token_batch(rng)
     with torch.no_grad():
         before, _ = model(idx)
-        wrap_minigpt_with_lora(model)
-        after = logits(model, idx)
+    after = logits(observe(scenarios.logits_after_wrap, model=gpt(model), idx=idx)["logits"])
     diff = max_abs_diff(after, before)
     assert diff == 0.0, (
         f"wrapping changed the model's logits by {diff:.3g}: a freshly wrapped model must compute "
@@ -576,13 +574,13 @@ WRAPPED_RANK = 3  # the rank test_param_count_wrapped_minigpt wraps SMALL_GPT wi
 
 
 @block_b
-def test_param_count_wrapped_minigpt(seed: int) -> None:
+def test_param_count_wrapped_minigpt(observe: Observe) -> None:
     model = small_gpt()
     sizes = {n: (m.in_features, m.out_features) for n, m in model.named_modules()
              if isinstance(m, nn.Linear)}
     r = WRAPPED_RANK
-    wrap_minigpt_with_lora(model, r=r)
-    trainable = sum(p.numel() for p in plain_parameters(model).values() if p.requires_grad)
+    seen = observe(scenarios.wrap_minigpt, model=gpt(model), kwargs={"r": r})
+    trainable = trainable_count(seen["parameters"])
     expected = sum(r * (i + o) for n, (i, o) in sizes.items() if n in expected_targets(SMALL_GPT))
     assert trainable == expected, (
         f"wrapped MiniGPT at r={r} has {trainable} trainable parameters, expected the sum of "
@@ -590,21 +588,8 @@ def test_param_count_wrapped_minigpt(seed: int) -> None:
     )
 
 
-class _Toy(nn.Module):
-    """Names that test dotted-suffix matching: fc1, mlp.fc1, mlp.xfc1, xmlp.fc1, mlp.fc1_out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(4, 6)
-        self.mlp = nn.Module()
-        self.mlp.fc1 = nn.Linear(6, 5)
-        self.mlp.xfc1 = nn.Linear(5, 7)
-        self.mlp.fc1_out = nn.Linear(7, 3)
-        self.xmlp = nn.Module()
-        self.xmlp.fc1 = nn.Linear(3, 2)
-        self.norm = nn.LayerNorm(4)
-
-
+# The model these targets are matched against is scenarios.Toy: fc1, mlp.fc1, mlp.xfc1,
+# xmlp.fc1, mlp.fc1_out (all nn.Linear) and norm (a LayerNorm).
 @block_b
 @pytest.mark.parametrize(
     "targets, expected",
@@ -615,31 +600,29 @@ class _Toy(nn.Module):
     ],
     ids=["fc1", "mlp.fc1", "non_linear_targets"],
 )
-def test_freeze_wrap_matches_dotted_suffix(seed: int, targets: tuple[str, ...], expected: set[str]) -> None:
-    model = _Toy()
-    wrap_minigpt_with_lora(model, r=2, target_modules=targets)
-    wrapped = set(lora_layers(model))
+def test_freeze_wrap_matches_dotted_suffix(observe: Observe, targets: tuple[str, ...],
+                                           expected: set[str]) -> None:
+    seen = observe(scenarios.wrap_toy, kwargs={"r": 2, "target_modules": targets})
+    wrapped = set(seen["layers"])
     assert wrapped == expected, (
         f"target_modules={targets} wrapped {sorted(wrapped)}, expected {sorted(expected)}: a "
         "name matches when it equals a target or ends with '.' + target (not a bare substring "
         "or suffix), and only nn.Linear layers are wrapped"
     )
-    assert trainable_names(model) == {f"{n}.{a}" for n in expected for a in LORA_NAMES}, (
+    assert trainable_names(seen["parameters"]) == {f"{n}.{a}" for n in expected for a in LORA_NAMES}, (
         "only the new lora_A / lora_B may be trainable after wrapping"
     )
 
 
 @block_b
-def test_freeze_wrap_passes_dropout(seed: int, rng: np.random.Generator) -> None:
+def test_freeze_wrap_passes_dropout(observe: Observe, seed: int, rng: np.random.Generator) -> None:
     idx = token_batch(rng)
+    torch.manual_seed(seed)
+    model = gpt(small_gpt())
     outputs = {}
     for p in (0.0, 0.5):
-        torch.manual_seed(seed)
-        model = wrap_minigpt_with_lora(small_gpt(), dropout=p)
-        randomize_lora(model)
-        model.train()
-        with torch.no_grad():
-            outputs[p] = (logits(model, idx), logits(model, idx))
+        seen = observe(scenarios.dropout_logits, model=model, idx=idx, dropout=p)
+        outputs[p] = tuple(logits(out) for out in seen["logits"])
     assert torch.equal(*outputs[0.0]), "with dropout=0.0 two train-mode forwards must agree"
     assert not torch.equal(*outputs[0.5]), (
         "with dropout=0.5 two train-mode forwards gave the same logits: pass dropout on to "
@@ -648,22 +631,20 @@ def test_freeze_wrap_passes_dropout(seed: int, rng: np.random.Generator) -> None
 
 
 @block_b
-def test_freeze_wrap_rejects_bad_calls(seed: int) -> None:
-    model = small_gpt()
+def test_freeze_wrap_rejects_bad_calls(observe: Observe) -> None:
+    seen = observe(scenarios.wrap_bad_calls, model=gpt(small_gpt()))
     expect_error(
-        ValueError, lambda: wrap_minigpt_with_lora(model, target_modules=("no_such_layer",)),
+        ValueError, seen["no_match"],
         "wrap_minigpt_with_lora(model, target_modules=('no_such_layer',))",
         "when no nn.Linear matches a target, raise ValueError instead of silently wrapping nothing",
     )
-    assert not lora_layers(model), "a rejected call must not wrap anything"
-    wrap_minigpt_with_lora(model, r=2, target_modules=("q_proj",))
-    layers = lora_layers(model)
+    assert not seen["after_no_match"], "a rejected call must not wrap anything"
     expect_error(
-        ValueError, lambda: wrap_minigpt_with_lora(model, r=2, target_modules=("k_proj",)),
+        ValueError, seen["again"],
         "wrapping an already wrapped model again (first q_proj, then k_proj)",
         "check for existing LoRALinear layers first: a second wrap would nest adapters",
     )
-    assert lora_layers(model) == layers, (
+    assert seen["after_again"] == seen["layers"] and seen["same_layers"], (
         "wrapping an already wrapped model must raise ValueError before changing anything (no "
         "LoRALinear inside a LoRALinear)"
     )
@@ -671,31 +652,46 @@ def test_freeze_wrap_rejects_bad_calls(seed: int) -> None:
 
 # ----------------------------------------------------------------------------- Block C
 ROUNDTRIP_TOLERANCE = 1e-5  # save -> reload: the largest absolute change of the logits
+TRAINED_RANK, TRAINED_ALPHA = 4, 8.0  # the wrapping of trained_wrapped_gpt (dropout 0)
 
 
-def trained_wrapped_gpt(seed: int) -> MiniGPT:
+def trained_wrapped_gpt(seed: int) -> dict[str, Any]:
+    """A "trained" wrapped MiniGPT, as the input `trained` of a scenario (scenarios.trained_wrapped_gpt builds it).
+
+    {"model": gpt(...), "r", "alpha", "dropout", "adapter": {name: tensor}}: the scenario wraps the
+    model with r, alpha and dropout = 0, then copies in the adapter, values the test chose as
+    randomize_lora would (normal(0, 0.5)), so that the test knows what the model holds.
+    """
     torch.manual_seed(seed)
-    model = wrap_minigpt_with_lora(small_gpt(), r=4, alpha=8.0, dropout=0.0)
-    randomize_lora(model)
-    return model.eval()
+    model = small_gpt()
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    adapter: dict[str, torch.Tensor] = {}
+    for name in sorted(expected_targets(SMALL_GPT)):
+        layer = linears[name]
+        adapter[f"{name}.lora_A"] = torch.empty(TRAINED_RANK, layer.in_features).normal_(0.0, 0.5)
+        adapter[f"{name}.lora_B"] = torch.empty(layer.out_features, TRAINED_RANK).normal_(0.0, 0.5)
+    return {"model": gpt(model), "r": TRAINED_RANK, "alpha": TRAINED_ALPHA, "dropout": 0.0,
+            "adapter": adapter}
 
 
-def saved_adapter(model: nn.Module) -> dict[str, torch.Tensor]:
-    """lora_state_dict(model), once every value in it is exactly a torch.Tensor."""
-    state: dict[str, torch.Tensor] = lora_state_dict(model)
-    for name, value in state.items():
-        plain(value, torch.Tensor, f"lora_state_dict(model)[{name!r}]",
-              "save detached copies, p.detach().clone(): plain tensors that no longer belong to "
-              "the model (an nn.Parameter is a subclass too)")
-    return state
+def saved_adapter(seen: dict[str, dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """The observed lora_state_dict(model) (scenarios.saved), once every value in it was exactly a torch.Tensor."""
+    return {
+        name: plain(value, torch.Tensor, f"lora_state_dict(model)[{name!r}]",
+                    "save detached copies, p.detach().clone(): plain tensors that no longer belong to "
+                    "the model (an nn.Parameter is a subclass too)")
+        for name, value in seen.items()
+    }
 
 
 @block_c
-def test_roundtrip_state_dict_keys_and_copies(seed: int) -> None:
-    model = trained_wrapped_gpt(seed)
-    state = saved_adapter(model)
-    expected = {n for n, _ in model.named_parameters() if is_lora_name(n)}
-    buffers = scale_buffers(model)  # a scale kept as a buffer may be saved too, one per layer
+def test_roundtrip_state_dict_keys_and_copies(observe: Observe, seed: int) -> None:
+    trained = trained_wrapped_gpt(seed)
+    seen = observe(scenarios.save_adapter, trained=trained)
+    state = saved_adapter(seen["state"])
+    expected = {n for n in seen["parameters"] if is_lora_name(n)}
+    # a scale kept as a buffer may be saved too, one per layer
+    buffers = {n: b["value"] for n, b in seen["buffers"].items()}
     extra = set(state) - expected
     assert expected <= set(state) and extra <= set(buffers), (
         f"unexpected keys {sorted(extra - set(buffers))[:4]}, missing {sorted(expected - set(state))[:4]}: "
@@ -705,16 +701,20 @@ def test_roundtrip_state_dict_keys_and_copies(seed: int) -> None:
     per_layer = sorted(name.rpartition(".")[0] for name in extra)
     doubled = sorted({layer for layer in per_layer if per_layer.count(layer) > 1})
     assert not doubled, f"{doubled[:3]}: at most one scale buffer per LoRALinear may be saved"
-    live = {**plain_parameters(model), **buffers}
+    params = plain_parameters(seen["parameters"])
+    # What the model holds: the test's adapter values (those of the observed shape: the others the
+    # scenario could not set, as observed), and the scale buffers as observed.
+    adapter = trained["adapter"]
+    live = {**{n: adapter[n] if n in adapter and list(adapter[n].shape) == p["shape"] else p["value"]
+               for n, p in params.items()}, **buffers}
     for name, tensor in state.items():
-        assert torch.equal(tensor, live[name].detach()), (
+        assert torch.equal(tensor, live[name]), (
             f"{name}: the saved tensor does not equal the model's"
         )
-        assert not tensor.requires_grad, f"{name}: save detached tensors (tensor.detach())"
-    with torch.no_grad():
-        for t in live.values():
-            t.add_(1.0)
-    changed = [n for n, t in state.items() if torch.equal(t, live[n].detach())]
+        assert not seen["state"][name]["requires_grad"], f"{name}: save detached tensors (tensor.detach())"
+    # The scenario then added 1.0 to every parameter and scale buffer of the model, in place.
+    after = {n: t["value"] for n, t in seen["state_after_change"].items()}
+    changed = [n for n, t in after.items() if torch.equal(t, live[n] + 1.0)]
     assert not changed, (
         f"{changed[:3]} changed with the model: save copies (detach().clone()), not views "
         "of the live parameters"
@@ -722,51 +722,43 @@ def test_roundtrip_state_dict_keys_and_copies(seed: int) -> None:
 
 
 @block_c
-def test_roundtrip_same_model(seed: int, rng: np.random.Generator) -> None:
-    model = trained_wrapped_gpt(seed)
+def test_roundtrip_same_model(observe: Observe, seed: int, rng: np.random.Generator) -> None:
+    trained = trained_wrapped_gpt(seed)
     idx = token_batch(rng)
-    with torch.no_grad():
-        expected = logits(model, idx)
-    state = saved_adapter(model)
-    lora_before = {n: p for n, p in model.named_parameters() if is_lora_name(n)}
-    randomize_lora(model)  # training on, or another adapter
-    load_lora_state_dict(model, state)
-    with torch.no_grad():
-        out = logits(model, idx)
+    seen = observe(scenarios.reload_same_model, trained=trained, idx=idx)
+    expected = logits(seen["before"])
+    saved_adapter(seen["state"])
+    # Between saving and loading, the scenario randomized the adapter (training on, or another one).
+    out = logits(seen["after"])
     diff = max_abs_diff(out, expected)
     assert diff < ROUNDTRIP_TOLERANCE, (
         f"save -> reload changed the logits by {diff:.3g} (must be < {ROUNDTRIP_TOLERANCE:g})"
     )
-    for n, p in model.named_parameters():
-        if is_lora_name(n):
-            assert p is lora_before[n] and p.requires_grad, (
-                f"{n}: load must copy into the existing parameters (an optimizer holds them) "
-                "and keep them trainable"
-            )
-    assert all(is_lora_name(n) for n in trainable_names(model)), "loading must not unfreeze the base"
-    with torch.no_grad():
-        for t in state.values():
-            t.zero_()
-    assert max_abs_diff(logits(model, idx), expected) < ROUNDTRIP_TOLERANCE, (
+    params = seen["parameters"]
+    for n, same in seen["same_parameter"].items():
+        assert same and params[n]["requires_grad"], (
+            f"{n}: load must copy into the existing parameters (an optimizer holds them) "
+            "and keep them trainable"
+        )
+    assert all(is_lora_name(n) for n in trainable_names(params)), "loading must not unfreeze the base"
+    # The scenario then zeroed the state dict's tensors in place.
+    assert max_abs_diff(logits(seen["after_zeroing"]), expected) < ROUNDTRIP_TOLERANCE, (
         "the model changed when the state dict's tensors were modified: copy the values in"
     )
 
 
 @block_c
-def test_roundtrip_into_fresh_model(seed: int, rng: np.random.Generator) -> None:
-    model = trained_wrapped_gpt(seed)
+def test_roundtrip_into_fresh_model(observe: Observe, seed: int, rng: np.random.Generator) -> None:
     idx = token_batch(rng)
-    with torch.no_grad():
-        expected = logits(model, idx)
-    state = saved_adapter(model)
-    fresh = trained_wrapped_gpt(seed)  # the same base weights ...
-    randomize_lora(fresh)  # ... but another adapter
-    load_lora_state_dict(fresh, state)
-    diff = max_abs_diff(logits(fresh, idx).detach(), expected)
+    # The scenario loads the adapter into the same base weights, freshly wrapped with another adapter.
+    seen = observe(scenarios.reload_into_fresh_model, trained=trained_wrapped_gpt(seed), idx=idx)
+    expected = logits(seen["before"])
+    state = saved_adapter(seen["state"])
+    diff = max_abs_diff(logits(seen["after"]), expected)
     assert diff < ROUNDTRIP_TOLERANCE, (
         f"a freshly wrapped model loaded with the adapter differs by {diff:.3g} from the original"
     )
-    assert trainable_names(fresh) == {n for n in state if is_lora_name(n)}, (
+    assert trainable_names(seen["parameters"]) == {n for n in state if is_lora_name(n)}, (
         "after loading, exactly the lora_A / lora_B parameters must be trainable"
     )
 
@@ -804,22 +796,23 @@ def corrupt(state: dict[str, torch.Tensor], how: str) -> tuple[dict[str, object]
 @pytest.mark.parametrize(
     "how", ["missing", "unexpected", "transposed", "broadcastable", "not_a_tensor", "several"]
 )
-def test_roundtrip_rejects_bad_state(seed: int, how: str) -> None:
-    model = trained_wrapped_gpt(seed)
+def test_roundtrip_rejects_bad_state(observe: Observe, seed: int, how: str) -> None:
+    trained = trained_wrapped_gpt(seed)
     # The bad state is built from independent tensors (a saved state that shares memory with the
-    # model would make an early copy a no-op), holding other values than the model will have.
-    state = {n: t.detach().clone() for n, t in saved_adapter(model).items()}
+    # model would make an early copy a no-op: what a scenario observes is always a copy), holding
+    # other values than the model will have (the scenario randomizes its adapter before loading).
+    state = saved_adapter(observe(scenarios.saved_state, trained=trained)["state"])
     bad, names = corrupt(state, how)
-    randomize_lora(model)
-    snapshot = {n: t.detach().clone() for n, t in model.state_dict().items()}
-    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    seen = observe(scenarios.load_bad_state, trained=trained, state=bad)
     message = expect_error(
-        ValueError, lambda: load_lora_state_dict(model, bad),  # type: ignore[arg-type]
+        ValueError, seen["error"],
         f"load_lora_state_dict with a {how} state",
         "be strict: check for missing and unexpected keys, non-tensor values and exact shapes "
         "(no broadcasting), and raise ValueError naming them all",
     )
-    touched = [n for n, t in model.state_dict().items() if not torch.equal(t, snapshot[n])]
+    snapshot, now = seen["state_before"], seen["state_after"]
+    touched = [n for n, t in now.items()
+               if n not in snapshot or t is None or snapshot[n] is None or not torch.equal(t, snapshot[n])]
     assert not touched, (
         f"a rejected load ({how} state) changed {touched[:3]}: nothing may be copied until every "
         "key and shape is checked; validate the whole state first, then copy"
@@ -829,7 +822,7 @@ def test_roundtrip_rejects_bad_state(seed: int, how: str) -> None:
         f"the ValueError for a {how} state does not name {unnamed}: name every problem key "
         f"(message was: {message[:200]!r})"
     )
-    assert flags == {n: p.requires_grad for n, p in model.named_parameters()}, (
+    assert seen["flags_before"] == seen["flags_after"], (
         "a rejected load changed requires_grad flags"
     )
 
@@ -846,21 +839,21 @@ def merge_tolerance(out: torch.Tensor) -> float:
 @block_d
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("freeze_base", [True, False], ids=["frozen", "trainable_base"])
-def test_merge_equivalence(seed: int, rng: np.random.Generator, bias: bool, freeze_base: bool) -> None:
+def test_merge_equivalence(observe: Observe, rng: np.random.Generator, bias: bool,
+                           freeze_base: bool) -> None:
     for r, alpha in ((4, 16.0), (6, 3.0)):
         base = random_linear(rng, bias=bias)
         w0 = base.weight.detach().clone()
-        lora = LoRALinear(base, r=r, alpha=alpha, freeze_base=freeze_base)
-        randomize_lora(lora)
-        A, B = lora.lora_A.detach().clone(), lora.lora_B.detach().clone()
-        flags = {n: p.requires_grad for n, p in lora.named_parameters()}
+        # The adapter's values, as if it had been trained: the test chooses them and keeps them.
+        A = torch.randn(r, base.in_features) * 0.5
+        B = torch.randn(base.out_features, r) * 0.5
         x = random_input(rng, base)
-        with torch.no_grad():
-            before = output(lora(x))
-        lora.merge_()
+        seen = observe(scenarios.merge_equivalence, base=described(base), x=x, r=r, alpha=alpha,
+                       freeze_base=freeze_base, lora_A=A, lora_B=B)
+        flags = seen["flags"]
+        before = output(seen["before"])
         tol = merge_tolerance(before)
-        with torch.no_grad():
-            after = output(lora(x), "the merged LoRALinear's forward output")
+        after = output(seen["after"], "the merged LoRALinear's forward output")
         diff = max_abs_diff(after, before)
         assert diff < tol, (
             f"merged forward differs from the unmerged one by {diff:.3g} (tolerance {tol:.3g}; "
@@ -868,63 +861,61 @@ def test_merge_equivalence(seed: int, rng: np.random.Generator, bias: bool, free
             "then zero lora_A and lora_B, or the update counts twice"
         )
         expected_w = w0 + (alpha / r) * B @ A
-        weight = plain(base.weight, nn.Parameter, "base.weight after merge_")
-        A_after = plain(lora.lora_A, nn.Parameter, "lora_A after merge_")
-        B_after = plain(lora.lora_B, nn.Parameter, "lora_B after merge_")
-        w_diff = max_abs_diff(weight.detach(), expected_w)
+        weight = plain(seen["weight"], nn.Parameter, "base.weight after merge_")
+        A_after = plain(seen["lora_A"], nn.Parameter, "lora_A after merge_")
+        B_after = plain(seen["lora_B"], nn.Parameter, "lora_B after merge_")
+        w_diff = max_abs_diff(weight, expected_w)
         assert w_diff < merge_tolerance(expected_w), (
             f"base.weight after merge differs from W + (alpha/r) * B @ A by {w_diff:.3g}"
         )
-        assert not A_after.detach().any() and not B_after.detach().any(), (
+        assert not A_after.any() and not B_after.any(), (
             "lora_A and lora_B must be zero after merge_, or the update is counted twice"
         )
-        assert flags == {n: p.requires_grad for n, p in plain_parameters(lora).items()}, (
+        assert flags == {n: p["requires_grad"] for n, p in plain_parameters(seen["parameters"]).items()}, (
             "merge_ changed requires_grad flags: every parameter keeps its flag"
         )
-        assert weight.is_leaf and weight.grad_fn is None, (
+        assert seen["weight"]["is_leaf"] and not seen["weight"]["grad_fn"], (
             "merge_ recorded the update in autograd: do it under torch.no_grad()"
         )
 
 
 @block_d
-def test_merge_twice_and_reinit_then_train(seed: int, rng: np.random.Generator) -> None:
+def test_merge_twice_and_reinit_then_train(observe: Observe, rng: np.random.Generator) -> None:
     base = random_linear(rng)
-    lora = LoRALinear(base, r=4, alpha=8.0)
-    randomize_lora(lora)
     x = random_input(rng, base)
-    with torch.no_grad():
-        before = output(lora(x))
-    A = lora.lora_A
-    lora.merge_()
-    lora.merge_()  # the factors are zero now: a second merge changes nothing
-    with torch.no_grad():
-        diff = max_abs_diff(output(lora(x), "the merged LoRALinear's forward output"), before)
+    # The scenario merges twice (the factors are zero after the first: a second merge changes
+    # nothing), then re-initializes lora_A with kaiming_uniform_ (the user starting a new adapter)
+    # and runs backward on the sum of the output.
+    seen = observe(scenarios.merge_twice_and_reinit, base=described(base), x=x)
+    before = output(seen["before"])
+    diff = max_abs_diff(output(seen["merged"], "the merged LoRALinear's forward output"), before)
     assert diff < merge_tolerance(before), f"a second merge_ changed the output by {diff:.3g}"
-    assert lora.lora_A is A and isinstance(A, nn.Parameter) and A.requires_grad, (
+    assert seen["lora_A_is_same"] and seen["lora_A_is_parameter"] and seen["lora_A_requires_grad"], (
         "after merge_, lora_A must still be the same trainable nn.Parameter (an optimizer holds "
         "it): zero it in place instead of replacing it"
     )
-    nn.init.kaiming_uniform_(lora.lora_A, a=math.sqrt(5))  # start a new adapter
-    out = output(lora(x), "the merged LoRALinear's forward output")
-    diff = max_abs_diff(out.detach(), before)
+    out = output(seen["reinit"], "the merged LoRALinear's forward output")
+    diff = max_abs_diff(out, before)
     assert diff < merge_tolerance(before), (
         f"re-initializing lora_A after merge changed the output by {diff:.3g}: lora_B must be zero"
     )
-    torch.autograd.backward(out.sum())  # (Tensor.backward is untyped for mypy)
-    assert lora.lora_B.grad is not None and bool(lora.lora_B.grad.any()), (
+    failed = seen["backward"]
+    assert failed is None, (
+        f"backward through the merged, re-initialized LoRALinear raised {failed and failed['type']}"
+        f"({failed and failed['message']})"
+    )
+    grad = seen["lora_B_grad"]
+    assert grad is not None and bool(grad["value"].any()), (
         "after merge and re-init the adapter must train again: lora_B got no gradient"
     )
 
 
 @block_d
-def test_merge_wrapped_minigpt(seed: int, rng: np.random.Generator) -> None:
-    model = trained_wrapped_gpt(seed)
-    idx = token_batch(rng)
-    with torch.no_grad():
-        before = logits(model, idx)
-        for layer in lora_layers(model).values():
-            layer.merge_()
-        after = logits(model, idx)
+def test_merge_wrapped_minigpt(observe: Observe, rng: np.random.Generator) -> None:
+    # The scenario wraps this MiniGPT (r=4, alpha=8.0, dropout=0.0), gives the adapter random
+    # values (as if trained), and records the logits before and after merging every LoRALinear.
+    seen = observe(scenarios.merge_wrapped_minigpt, model=gpt(small_gpt()), idx=token_batch(rng))
+    before, after = logits(seen["before"]), logits(seen["after"])
     diff = max_abs_diff(after, before)
     assert diff < merge_tolerance(before), (
         f"merging every LoRALinear of a MiniGPT changed its logits by {diff:.3g}"
@@ -1046,10 +1037,10 @@ def assert_unmodified(arrays: dict[str, np.ndarray], copies: dict[str, np.ndarra
 
 
 @block_e
-def test_regression_grads_match_autograd(seed: int, rng: np.random.Generator) -> None:
+def test_regression_grads_match_autograd(observe: Observe, rng: np.random.Generator) -> None:
     for _ in range(3):
         x, y, w_base, a, b = regression_problem(rng)
-        # The expectation first, on torch copies: the call under test gets the arrays afterwards.
+        # The expectation on torch copies; the call under test gets copies of the arrays.
         ta = torch.tensor(a, requires_grad=True)
         tb = torch.tensor(b, requires_grad=True)
         tx, ty = torch.tensor(x), torch.tensor(y)
@@ -1058,11 +1049,11 @@ def test_regression_grads_match_autograd(seed: int, rng: np.random.Generator) ->
         expected_loss = t_loss.item()
         arrays = {"x": x, "y": y, "w_base": w_base, "a": a, "b": b}
         copies = {k: v.copy() for k, v in arrays.items()}
-        loss, grad_a, grad_b = lora_regression_grads(x, y, w_base, a, b)
-        assert_unmodified(arrays, copies, "lora_regression_grads")
-        loss = plain(loss, float, "the loss returned by lora_regression_grads")
-        grad_a = plain(grad_a, np.ndarray, "grad_a returned by lora_regression_grads")
-        grad_b = plain(grad_b, np.ndarray, "grad_b returned by lora_regression_grads")
+        seen = observe(scenarios.regression_grads, **arrays)
+        assert_unmodified(seen["inputs"], copies, "lora_regression_grads")
+        loss = plain(seen["loss"], float, "the loss returned by lora_regression_grads")
+        grad_a = plain(seen["grad_a"], np.ndarray, "grad_a returned by lora_regression_grads")
+        grad_b = plain(seen["grad_b"], np.ndarray, "grad_b returned by lora_regression_grads")
         assert np.shape(grad_a) == a.shape and np.shape(grad_b) == b.shape, (
             f"grad_a {np.shape(grad_a)} / grad_b {np.shape(grad_b)} must have the shapes of a "
             f"{a.shape} and b {b.shape}: grad_a = G @ b.T, grad_b = a.T @ G"
@@ -1092,16 +1083,16 @@ def test_regression_grads_match_autograd(seed: int, rng: np.random.Generator) ->
 
 
 @block_e
-def test_regression_train_matches_loop(seed: int, rng: np.random.Generator) -> None:
+def test_regression_train_matches_loop(observe: Observe, rng: np.random.Generator) -> None:
     for _ in range(3):
         x, y, w_base, a0, b0 = regression_problem(rng)
         n_steps = int(rng.integers(1, 20))
-        expected = loop_oracle(x, y, w_base, a0, b0, 0.01, n_steps)  # before the call under test
+        expected = loop_oracle(x, y, w_base, a0, b0, 0.01, n_steps)  # the test's own, on its arrays
         arrays = {"x": x, "y": y, "w_base": w_base, "a0": a0, "b0": b0}
         copies = {k: v.copy() for k, v in arrays.items()}
-        out = plain(train_lora_regression(x, y, w_base, a0, b0, lr=0.01, n_steps=n_steps),
-                    np.ndarray, "train_lora_regression's result")
-        assert_unmodified(arrays, copies, "train_lora_regression")
+        seen = observe(scenarios.regression_train, **arrays, lr=0.01, n_steps=n_steps)
+        out = plain(seen["out"], np.ndarray, "train_lora_regression's result")
+        assert_unmodified(seen["inputs"], copies, "train_lora_regression")
         assert out.shape == expected.shape, (
             f"output shape {np.shape(out)}, expected (d_in*r + r*d_out,) = {expected.shape}: "
             "return np.concatenate([a.ravel(), b.ravel()])"
@@ -1117,13 +1108,13 @@ def test_regression_train_matches_loop(seed: int, rng: np.random.Generator) -> N
 
 
 @block_e
-def test_regression_loss_decreases(seed: int, rng: np.random.Generator) -> None:
+def test_regression_loss_decreases(observe: Observe, rng: np.random.Generator) -> None:
     x, y, w_base, a0, b0 = regression_problem(rng)
     d_in, r = a0.shape
     start = regression_loss(x, y, w_base, a0, b0)  # the test's own loss, on arrays it keeps
-    copies = (x.copy(), y.copy(), w_base.copy(), a0.copy(), b0.copy())
-    out = plain(train_lora_regression(*copies, lr=0.005, n_steps=50),
-                np.ndarray, "train_lora_regression's result")
+    seen = observe(scenarios.regression_train, x=x, y=y, w_base=w_base, a0=a0, b0=b0, lr=0.005,
+                   n_steps=50)
+    out = plain(seen["out"], np.ndarray, "train_lora_regression's result")
     a, b = out[: d_in * r].reshape(d_in, r), out[d_in * r:].reshape(r, -1)
     end = regression_loss(x, y, w_base, a, b)
     assert end < start, (
@@ -1133,12 +1124,12 @@ def test_regression_loss_decreases(seed: int, rng: np.random.Generator) -> None:
 
 
 @block_e
-def test_regression_zero_steps_and_zero_lr(seed: int, rng: np.random.Generator) -> None:
+def test_regression_zero_steps_and_zero_lr(observe: Observe, rng: np.random.Generator) -> None:
     x, y, w_base, a0, b0 = regression_problem(rng)
     initial = np.concatenate([a0.ravel(), b0.ravel()])
     for kwargs in ({"lr": 0.01, "n_steps": 0}, {"lr": 0.0, "n_steps": 5}):
-        out = plain(train_lora_regression(x, y, w_base, a0, b0, **kwargs),  # type: ignore[arg-type]
-                    np.ndarray, "train_lora_regression's result")
+        seen = observe(scenarios.regression_train, x=x, y=y, w_base=w_base, a0=a0, b0=b0, **kwargs)
+        out = plain(seen["out"], np.ndarray, "train_lora_regression's result")
         assert np.shape(out) == initial.shape and np.array_equal(out, initial), (
             f"with {kwargs} the output must be np.concatenate([a0.ravel(), b0.ravel()]) unchanged "
             "(a first, then b)"
@@ -1146,21 +1137,23 @@ def test_regression_zero_steps_and_zero_lr(seed: int, rng: np.random.Generator) 
 
 
 @block_e
-def test_regression_does_not_modify_inputs(seed: int, rng: np.random.Generator) -> None:
+def test_regression_does_not_modify_inputs(observe: Observe, rng: np.random.Generator) -> None:
     x, y, w_base, a0, b0 = regression_problem(rng)
     arrays = {"x": x, "y": y, "w_base": w_base, "a0": a0, "b0": b0}
     copies = {k: v.copy() for k, v in arrays.items()}
-    train_lora_regression(x, y, w_base, a0, b0, lr=0.05, n_steps=3)
-    assert_unmodified(arrays, copies, "train_lora_regression")
-    lora_regression_grads(x, y, w_base, a0, b0)
-    assert_unmodified(arrays, copies, "lora_regression_grads")
+    seen = observe(scenarios.regression_train, **arrays, lr=0.05, n_steps=3)
+    assert_unmodified(seen["inputs"], copies, "train_lora_regression")
+    seen = observe(scenarios.regression_grads, x=x, y=y, w_base=w_base, a=a0, b=b0)
+    after = seen["inputs"]
+    assert_unmodified({"x": after["x"], "y": after["y"], "w_base": after["w_base"], "a0": after["a"],
+                       "b0": after["b"]}, copies, "lora_regression_grads")
 
 
 @block_e
 @pytest.mark.parametrize(
     "which", ["y_rows", "y_one_row", "w_base", "w_base_one_row", "a0", "b0", "n_steps"]
 )
-def test_regression_rejects_bad_input(seed: int, rng: np.random.Generator, which: str) -> None:
+def test_regression_rejects_bad_input(observe: Observe, rng: np.random.Generator, which: str) -> None:
     x, y, w_base, a0, b0 = regression_problem(rng)
     n_steps = 3
     if which == "y_rows":
@@ -1178,8 +1171,10 @@ def test_regression_rejects_bad_input(seed: int, rng: np.random.Generator, which
     else:
         n_steps = -1
     shapes = f"x {x.shape}, y {y.shape}, w_base {w_base.shape}, a0 {a0.shape}, b0 {b0.shape}"
+    seen = observe(scenarios.regression_train_raised, x=x, y=y, w_base=w_base, a0=a0, b0=b0, lr=0.01,
+                   n_steps=n_steps)
     expect_error(
-        ValueError, lambda: train_lora_regression(x, y, w_base, a0, b0, lr=0.01, n_steps=n_steps),
+        ValueError, seen["error"],
         f"train_lora_regression with {shapes}, n_steps={n_steps}",
         "check every shape against x (N, d_in), y (N, d_out), w_base (d_in, d_out), a0 (d_in, r), "
         "b0 (r, d_out) before computing (NumPy broadcasting hides some mismatches), and "

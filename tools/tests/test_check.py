@@ -78,11 +78,11 @@ def test_an_unreadable_value_is_named() -> None:
     notes = parse_notes("merge_diff: xyz\ntrainable_params: 1024\ngradient_flow: lora_A, lora_B\n", KEYS)
     assert notes["merge_diff"] == "xyz"
     problems = compare(notes, GOOD, KEYS)
-    assert problems["merge_diff"] == "could not read the value 'xyz' of merge_diff: write a number, e.g. 6.6e-07"
+    assert problems["merge_diff"] == "could not read the value 'xyz' of merge_diff: write a number, e.g. 7.2e-07"
     assert problems["trainable_params"] == ""
     assert "initial_output_diff: <value>" in problems["initial_output_diff"]
     es = compare(notes, GOOD, KEYS, "es")
-    assert es["merge_diff"] == "no se pudo leer el valor 'xyz' de merge_diff: escribe un número, p. ej. 6.6e-07"
+    assert es["merge_diff"] == "no se pudo leer el valor 'xyz' de merge_diff: escribe un número, p. ej. 7.2e-07"
     # A readable line wins over an unreadable one for the same key.
     assert parse_notes("merge_diff: n/a\nmerge_diff: 3e-8\n", KEYS) == {"merge_diff": 3e-8}
 

@@ -21,6 +21,8 @@ from labkit.core.overlay import REFERENCE, WORKBOOK_ROOT, import_file
 from labkit.grading import measure
 from torch import nn
 
+import scenarios
+
 GRADED_TESTS = WORKBOOK_ROOT / "tests" / "test_minituner.py"
 #: Pages that state the merge rule or quote a tolerance, as (English, Spanish).
 RULE_PAGES = [
@@ -64,7 +66,7 @@ def _paragraph(text: str, anchor: str, page: str) -> str:
 
 @contextmanager
 def _reference_as_lora() -> Iterator[None]:
-    """minituner.lora is the reference solution for the duration (labkit.grading.measure imports it)."""
+    """minituner.lora is the reference solution for the duration (the scenarios import it)."""
     saved = sys.modules.get("minituner.lora")
     sys.modules["minituner.lora"] = import_file(REFERENCE, "reference_lora")
     try:
@@ -82,7 +84,7 @@ def test_tolerances_quoted_are_the_tests(graded: ModuleType) -> None:
         "labkit.grading.measure judges merge_diff with another tolerance than the graded tests"
     )
     with _reference_as_lora():
-        measured = measure.measure()
+        measured = measure.measure(scenarios.run)  # the notes measurement's scenario, run here
     example = float(measure.EXAMPLES["merge_diff"])
     assert f"{measured['merge_diff']:.1e}" == f"{example:.1e}", (
         f"the example merge_diff {example:g} is not what the reference measures ({measured['merge_diff']:.3g})"

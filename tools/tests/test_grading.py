@@ -8,6 +8,7 @@ no process they started may be alive, and the gradebook must hold exactly the gr
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -20,8 +21,9 @@ from labkit.core.overlay import REFERENCE, STUBS, WORKBOOK_ROOT, Limits
 from labkit.core.sandbox import MARKER_ENV
 from labkit.core.tomlread import read_toml
 from labkit.grading import grade as grade_cli
+from labkit.grading import grader as grader_module
 from labkit.grading.examples import EXAMPLES, materialize
-from labkit.grading.grader import Grade, grade_submission
+from labkit.grading.grader import Grade, expected_tests, grade_submission
 from labkit.grading.submission import Submission, find_submission
 
 EXPECTED = read_toml(EXAMPLES / "expected.toml")
@@ -155,16 +157,29 @@ def test_shards_partition_and_merge(example_grades: dict[str, Grade], example_cl
         grade_cli.shard(submissions, "4/3")
 
 
+#: A hidden test as an instructor writes one: the public scenarios, its own inputs and its own checks.
+HIDDEN_TEST = """\
+import pytest
+import torch
+
+import scenarios
+
+
+@pytest.mark.block_a
+def test_hidden_rank_one_output(observe):
+    weight, bias = torch.randn(5, 3), torch.randn(5)
+    x = torch.randn(2, 3)
+    seen = observe(scenarios.forward_at_init, base={"weight": weight, "bias": bias}, x=x, r=1, alpha=2.0)
+    assert seen["out"]["type"] == "torch.Tensor", "forward must return a plain tensor"
+    expected = torch.nn.functional.linear(x, weight, bias)  # what nn.Linear computes, bit for bit
+    assert torch.equal(seen["out"]["value"], expected), "rank 1: the output at init is base(x)"
+"""
+
+
 def test_reference_full_marks_stubs_zero_hidden_tests_count(tmp_path: Path) -> None:
     hidden = tmp_path / "hidden"
     hidden.mkdir()
-    (hidden / "test_hidden.py").write_text(
-        "import pytest\nfrom torch import nn\nfrom minituner.lora import LoRALinear\n\n\n"
-        "@pytest.mark.block_a\ndef test_hidden_rank_one_shapes():\n"
-        "    layer = LoRALinear(nn.Linear(3, 5), r=1)\n"
-        "    assert tuple(layer.lora_A.shape) == (1, 3) and tuple(layer.lora_B.shape) == (5, 1)\n",
-        encoding="utf-8",
-    )
+    (hidden / "test_hidden.py").write_text(HIDDEN_TEST, encoding="utf-8")
     # The workbook's own code needs no sandbox (the example batch grades the reference in it).
     trusted = {"limits": LIMITS, "sandbox": False, "mypy_cache": tmp_path / "mypy"}
     reference = grade_submission(Submission("reference", REFERENCE, None), hidden=hidden, **trusted)  # type: ignore[arg-type]
@@ -173,6 +188,34 @@ def test_reference_full_marks_stubs_zero_hidden_tests_count(tmp_path: Path) -> N
     assert all(b.points == b.max_points for b in reference.blocks) and reference.typecheck.ok
     stubs = grade_submission(Submission("stubs", STUBS, None), hidden=hidden, **trusted)  # type: ignore[arg-type]
     assert stubs.points == 0 and {b.status for b in stubs.blocks} == {"not started"}
+
+
+def test_hidden_tests_and_the_seed_never_reach_the_worker(example_class: Path, tmp_path: Path) -> None:
+    # reads_hidden looks for hidden tests and the seed around its worker and raises what it finds.
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "test_hidden.py").write_text(HIDDEN_TEST + "# SECRET-MARKER of the hidden test\n", encoding="utf-8")
+    seed = 987654321
+    submission = find_submission(example_class / "reads_hidden.py", load_lab())
+    grade = grade_submission(submission, seed=seed, limits=LIMITS, time_limit=TIME_LIMIT, hidden=hidden)
+    shown = json.dumps(grade.to_json()) + grade_cli.feedback_markdown(grade, "en") + grade_cli.feedback_markdown(grade, "es")
+    assert "seed=None" in shown, "the example ran and reported what it found"
+    for secret in ("SECRET-MARKER", str(seed), "test_hidden", "hidden_rank_one"):
+        assert secret not in shown, f"{secret!r} reached the grade of a submission"
+    assert grade.blocks[0].total == 1 + sum(1 for _, marker in expected_tests() if marker == "block_a")
+
+
+def test_a_grader_error_costs_only_its_submission(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr(grader_module, "grade_submission", broken)
+    grade = grader_module.grade_or_report(Submission("kenji", tmp_path / "lora.py", None), limits=LIMITS)
+    assert grade.points == 0 and grade.withheld and "TypeError: unhashable type" in grade.problem["en"]
+    assert "el corrector falló" in grade.problem["es"] and len(grade.blocks) == len(load_lab().blocks)
+    grade_cli.write_results([grade], tmp_path / "out", "en")
+    grade_cli.write_batch([grade], tmp_path / "out")
+    assert "kenji" in (tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8")
 
 
 def test_missing_lora_is_reported(tmp_path: Path) -> None:

@@ -9,13 +9,12 @@ Enabled with `-p labkit.core.report`, the plugin appends JSON lines to the file 
     {"kind": "collect_error", "nodeid", "message"}                            a module did not import
     {"kind": "end"}                                                           the session is over
 
-The plugin runs in the same process as the submission, which could write lines of its own. So the
-grader never trusts the file as a whole: `ReportReader` follows it from outside while the run goes
-and accepts a line only where the protocol allows it (one result per collected test, for the test
-that started last, before the end; nothing rewritten). Whatever breaks the protocol is kept as
-evidence of tampering. The plugin also checks, after every test, that the functions the tests judge
-with are the ones that were there before the submission was imported and that no pytest plugin was
-registered since collection began; a test that ran otherwise is an "error" that says so.
+The plugin runs only in processes that hold no submitted code: the judge when grading
+(labkit.grading.judge, where the submission runs in a worker of its own), and the runs of code the
+workbook vouches for (the reference, the stubs, the zoo, a student's own check, the notebooks).
+`ReportReader` follows the file from outside while the run goes, for the progress and the time
+limits, and accepts a line only where the protocol allows it (one result per collected test, for
+the test that started last, before the end); a line that breaks it is kept as evidence of a bug.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -38,48 +36,8 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # ----------------------------------------------------------------------------- the plugin
-def _judges() -> dict[str, object]:
-    import numpy as np
-    import numpy.testing
-    import torch
-    import torch.testing
-
-    return {
-        "torch.allclose": torch.allclose,
-        "torch.equal": torch.equal,
-        "torch.isclose": torch.isclose,
-        "torch.testing.assert_close": torch.testing.assert_close,
-        "numpy.allclose": np.allclose,
-        "numpy.array_equal": np.array_equal,
-        "numpy.testing.assert_allclose": numpy.testing.assert_allclose,
-        "pytest.approx": pytest.approx,
-        "pytest.raises": pytest.raises,
-        "pytest.fail": pytest.fail,
-        "pytest.TestReport.from_item_and_call": vars(pytest.TestReport)["from_item_and_call"],
-        "builtins.isinstance": isinstance,
-    }
-
-
-_ORIGINAL_JUDGES = _judges()
-_config: list[pytest.Config] = []  # the run's Config, once configured
-_plugins_before: list[object] = []  # the plugins registered when collection began
 _records: dict[str, dict[str, Any]] = {}
 _phases: dict[str, set[str]] = {}  # the phases of each test that pytest reported
-
-
-def _tampered() -> list[str]:
-    current = _judges()
-    found = [name for name, original in _ORIGINAL_JUDGES.items() if current[name] is not original]
-    if _config and _plugins_before:
-        root = _config[0].rootpath
-        added = [p for p in _config[0].pluginmanager.get_plugins() if p not in _plugins_before and not _is_conftest(p, root)]
-        found += [f"pytest's plugins (a plugin {type(p).__name__} was registered during the tests)" for p in added[:1]]
-    return found
-
-
-def _is_conftest(plugin: object, root: Path) -> bool:
-    path = getattr(plugin, "__file__", None) if isinstance(plugin, ModuleType) else None
-    return path is not None and Path(path).name == "conftest.py" and Path(path).is_relative_to(root)
 
 
 def _write(record: dict[str, Any]) -> None:
@@ -89,15 +47,6 @@ def _write(record: dict[str, Any]) -> None:
         return
     with open(f"{path}.{worker}" if worker else path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    _config.append(config)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection(session: pytest.Session) -> None:
-    _plugins_before.extend(session.config.pluginmanager.get_plugins())
 
 
 @pytest.hookimpl(wrapper=True)
@@ -134,13 +83,6 @@ def pytest_runtest_makereport(
         if call.excinfo is not None:
             record["exc_type"] = call.excinfo.typename
             record["message"] = _message(call.excinfo.value)[:MAX_MESSAGE]
-    tampered = _tampered()
-    if tampered and record["exc_type"] != "Tampering":
-        record["outcome"], record["exc_type"] = "error", "Tampering"
-        record["message"] = (
-            "the submission replaced " + ", ".join(tampered) + ", which the tests use to judge it; "
-            "results obtained that way do not count"
-        )
     return report
 
 

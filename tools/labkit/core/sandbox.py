@@ -1,13 +1,14 @@
 """The sandbox every run of submitted code goes through when grading: Debian's bubblewrap (`bwrap`).
 
 Inside, the run sees the system directories, the Python environment and labkit read-only, its own
-overlaid copy of the workbook (and the few directories the caller names) writable, a private /tmp,
-a fresh /proc of its own PID namespace, and nothing else: not the workbook checkout (so no
-solutions/ and no conftest.py to tamper with), not the class directory, not other submissions, not
-the grader's output directory, not the grader's processes. It has no network, runs as an
-unprivileged user with no capabilities, in a new session, and dies with the grader; when its first
-process ends, the kernel ends every process left in its PID namespace, so nothing it started can
-outlive the run.
+copy (and the few directories the caller names) writable, a private /tmp, a fresh /proc of its own
+PID namespace, and nothing else: not the workbook checkout (so no solutions/ and no conftest.py to
+tamper with), not the class directory, not other submissions, not the grader's output directory,
+not the grader's processes. It has no network, runs as an unprivileged user with no capabilities,
+in a new session, and dies with the grader; when its first process ends, the kernel ends every
+process left in its PID namespace, so nothing it started can outlive the run. The judge's worker
+gets everything read-only, so that it can write nothing at all, and a seccomp filter
+(labkit.core.seccomp), so that it can start no process either.
 """
 
 from __future__ import annotations
@@ -61,22 +62,37 @@ def _system_args() -> list[str]:
     return args
 
 
-def sandboxed(command: Sequence[str], *, workdir: Path, writable: Sequence[Path] = ()) -> list[str]:
-    """command wrapped in bwrap: workdir (its current directory) and writable are its only writable paths."""
+def sandboxed(
+    command: Sequence[str],
+    *,
+    workdir: Path,
+    writable: Sequence[Path] = (),
+    read_only: bool = False,
+    seccomp_fd: int | None = None,
+) -> list[str]:
+    """command wrapped in bwrap: workdir (its current directory) and writable are its only writable paths.
+
+    read_only: nothing is writable at all, workdir, /tmp and /dev included (the judge's worker: the
+    submission's code may then write nothing anywhere, so no file it makes can outgrow a limit).
+    seccomp_fd: a file descriptor holding a seccomp filter for bwrap to apply (labkit.core.seccomp);
+    the caller passes it on to the child (pass_fds).
+    """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable(HOW_TO_FIX)
     args = [
         bwrap, "--unshare-all", "--unshare-user", "--uid", NOBODY, "--gid", NOBODY, "--cap-drop", "ALL",
         "--die-with-parent", "--new-session", *_system_args(),
-        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+        "--proc", "/proc", "--dev", "/dev", *(("--dir", "/tmp") if read_only else ("--tmpfs", "/tmp")),
     ]  # fmt: skip
     for directory in [*_python_dirs(), LABKIT_DIR]:
         args += ["--ro-bind", str(directory), str(directory)]
     for directory in [workdir, *writable]:
-        args += ["--bind", str(directory), str(directory)]
-    # The sandbox's own root (where the mount points were made) read-only too.
-    return [*args, "--remount-ro", "/", "--setenv", MARKER_ENV, "1", "--chdir", str(workdir), *command]
+        args += ["--ro-bind" if read_only else "--bind", str(directory), str(directory)]
+    # The sandbox's own root (where the mount points were made) read-only too, and /dev when read_only.
+    remount = ["--remount-ro", "/dev", "--remount-ro", "/"] if read_only else ["--remount-ro", "/"]
+    seccomp = ["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []
+    return [*args, *remount, *seccomp, "--setenv", MARKER_ENV, "1", "--chdir", str(workdir), *command]
 
 
 @cache

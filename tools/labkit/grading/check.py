@@ -159,7 +159,7 @@ def run_once(lab: Lab, lang: str, notebooks: Sequence[Block] = ()) -> Grade:
     # Your own code on your own machine: no sandbox needed (the instructor's grade uses one).
     grade = grade_submission(submission, seed=PUBLIC_SEED, limits=DEFAULT_LIMITS,
                              mypy_cache=WORKBOOK_ROOT / ".mypy_cache", sandbox=False,
-                             progress=progress, typecheck_alongside=True)  # fmt: skip
+                             progress=progress)  # fmt: skip
     print("\n" + render(grade, lab, lang), flush=True)
     if notebooks:
         print()

@@ -3,8 +3,9 @@
     grade SUBMISSION... [--out DIR] [--jobs N] [--shard I/N] [--hidden-tests DIR] [--seed N]
     grade --merge DIR... --out DIR          # gradebook and summary of several shards' results
 
-Every submission runs inside a bubblewrap sandbox (labkit.core.sandbox); where bwrap cannot run, grade
-stops and says how to fix that, and --no-sandbox grades anyway, saying so in every result. A
+Every submission runs inside a bubblewrap sandbox (labkit.core.sandbox), in a worker that the judge,
+which never imports it, sends the tests' scenarios to (labkit.grading.judge); where bwrap cannot run,
+grade stops and says how to fix that, and --no-sandbox grades anyway, saying so in every result. A
 submission that breaks the lab's code rule is graded but "withheld for review" (labkit.grading.rules).
 
 A SUBMISSION is a bare lora.py, a directory laid out like the workbook (its lora.py and its notes
@@ -41,7 +42,7 @@ from labkit.grading.grader import (
     UNSANDBOXED,
     Grade,
     grade_from_json,
-    grade_submission,
+    grade_or_report,
 )
 from labkit.grading.submission import Submission, find_submission, holds_lora
 
@@ -59,7 +60,7 @@ _TEXT = {
         "failures": "What to fix",
         "none": "Every test passed.",
         "withheld": "Withheld for review",
-        "withheld_why": "This submission breaks the lab's code rule (or its test report was tampered with), so its points "
+        "withheld_why": "This submission breaks the lab's code rule (or the process running it broke the grader's protocol), so its points "
                         "are not final until an instructor has reviewed it:",
         "notices": "How it was graded",
     },
@@ -76,8 +77,8 @@ _TEXT = {
         "failures": "Qué corregir",
         "none": "Todos los tests pasan.",
         "withheld": "Retenida para revisión",
-        "withheld_why": "Esta entrega incumple la regla de código del laboratorio (o su informe de tests fue manipulado), "
-                        "así que sus puntos no son definitivos hasta que un docente la revise:",
+        "withheld_why": "Esta entrega incumple la regla de código del laboratorio (o el proceso que la ejecutaba rompió "
+                        "el protocolo del corrector), así que sus puntos no son definitivos hasta que un docente la revise:",
         "notices": "Cómo se calificó",
     },
 }
@@ -132,7 +133,7 @@ def feedback_markdown(grade: Grade, lang: str) -> str:
     # With a problem (nothing imported), every test failed the same way: the problem says it once.
     failures = [] if grade.problem else [(b.id, f) for b in grade.blocks if b.status != "not started" for f in b.failures]
     not_started = [b.id for b in grade.blocks if b.status == "not started"]
-    if not failures and not not_started:
+    if not failures and not not_started and not grade.problem:
         lines.append(t["none"])
     if not_started:
         lines += [f"- {STATUS_LABELS[lang]['not started']}: {', '.join(not_started)} (NotImplementedError)", ""]
@@ -212,7 +213,7 @@ def grade_all(
     grades: list[Grade] = []
     with tempfile.TemporaryDirectory(prefix="labkit-mypy-") as cache, ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {
-            pool.submit(grade_submission, s, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
+            pool.submit(grade_or_report, s, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
                         mypy_cache=mypy_cache or Path(cache), sandbox=sandbox): s
             for s in submissions
         }

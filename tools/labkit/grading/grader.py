@@ -1,34 +1,42 @@
 """Grade one submission: points per block from the official tests, the type check and the notes.
 
-Everything goes through labkit.core.overlay: the submission's lora.py (and nothing else of its code) is
-read without being followed (labkit.grading.submission), checked against the lab's code rule without being
-run (labkit.grading.rules), then overlaid on a pristine copy, where the graded tests, plus any hidden tests,
-run in a separate, limited process, inside the sandbox (labkit.core.sandbox) unless the caller trusts
-the code. Results are judged from outside that process (labkit.core.report.ReportReader). A test that
-crashes its process or runs over its time limit costs that test only: the run goes on in a fresh
-process with the tests that have not finished, within the submission's one time limit.
-A submission that breaks the code rule, or whose report broke the protocol, is graded all the same
-but "withheld for review": its points are not to be trusted before an instructor has looked.
+The submission's lora.py (and nothing else of its code) is read without being followed
+(labkit.grading.submission) and checked against the lab's code rule without being run
+(labkit.grading.rules). Then the graded tests, plus any hidden tests, run in the judge
+(labkit.grading.judge), a pytest process of the grader's, in a pristine copy of the workbook
+(labkit.core.overlay) that does not hold the submission: the judge sends every scenario to a worker
+in the sandbox (labkit.core.worker, labkit.core.sandbox), the one process that imports the
+submission, and checks what it observed. A scenario that crashes the worker or runs over its time
+limit costs that test only. Unsandboxed (code the caller trusts: a student's own check), the judge
+runs the scenarios itself. mypy runs alongside, in the sandbox too. A submission that breaks the
+code rule, or whose worker broke the channel's protocol, is graded all the same but "withheld for
+review": its points are not to be trusted before an instructor has looked.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+import tokenize
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from labkit.core.labinfo import Block, Lab, load_lab
 from labkit.core.overlay import (
+    CANDIDATE_PATH,
     GRADED_TESTS,
     REFERENCE,
+    WORKBOOK_ROOT,
     Limits,
     TestOutcome,
     last_lines,
@@ -37,6 +45,7 @@ from labkit.core.overlay import (
     run_limited,
     run_overlay,
 )
+from labkit.grading.judge import JUDGE_ENV, JudgeConfig, JudgeRecord
 from labkit.grading.measure import judge, parse_notes
 from labkit.grading.rules import check_source
 from labkit.grading.submission import (
@@ -47,7 +56,8 @@ from labkit.grading.submission import (
     said,
 )
 
-HIDDEN_DIR = "tests/hidden"  # where hidden tests go in the overlaid copy
+HIDDEN_DIR = "tests/hidden"  # where hidden tests go in the judge's copy (never in the worker's)
+HIDDEN_MESSAGE = "a hidden test of this block did not pass (hidden tests show their block and outcome only)"
 DEFAULT_GRADER_SEED = 20261123  # not the students' 0: answers hard-coded for the public seed fail
 DEFAULT_LIMITS = Limits(memory_mb=4096, output_mb=64, test_timeout_s=60)
 #: A block's status (BlockGrade.status) as `check` and the feedback files show it.
@@ -55,11 +65,12 @@ STATUS_LABELS = {
     "en": {"done": "done", "failing": "failing", "not started": "not started", "crashed": "crashed"},
     "es": {"done": "terminado", "failing": "con fallos", "not started": "sin empezar", "crashed": "interrumpido"},
 }
-HANGS_PER_BLOCK = 2
-HUNG_BLOCK = (
-    f"not run: {HANGS_PER_BLOCK} tests of this block ran over their time limit and had to be stopped from "
-    "outside the test process (the code ignored the timeout), so its other tests were not run"
-)
+#: Seconds the judge's own pytest may take past a test's limit (its checks; the worker's restart).
+JUDGE_GRACE_S = 30.0
+#: What the worker's copy holds besides the submission: the package it imports and the scenarios.
+WORKER_FILES = ("src/minituner/__init__.py", "src/minituner/model.py", "tests/scenarios.py")
+#: The judge's stand-in for lora.py: the judge never imports a submission, and this makes sure of it.
+JUDGE_GUARD = 'raise ImportError("the judge never imports the submission: its scenarios run in the worker")\n'
 UNSANDBOXED = said(
     "graded WITHOUT the sandbox (--no-sandbox): the submission could read and change anything the grader can",
     "calificada SIN el sandbox (--no-sandbox): la entrega podía leer y cambiar todo lo que puede el corrector",
@@ -191,13 +202,11 @@ def grade_submission(
     mypy_cache: Path | None = None,
     sandbox: bool = True,
     progress: Progress | None = None,
-    typecheck_alongside: bool = False,
 ) -> Grade:
     """Grade one submission; sandbox=False only for code the caller trusts (a student's own check).
 
-    progress, when given, is called as results come (see Progress). typecheck_alongside runs mypy
-    at the same time as the tests (a student's check: its cold start does not add to the wait)
-    rather than after them (the grader, which already runs submissions in parallel).
+    progress, when given, is called as results come (see Progress). mypy runs at the same time as
+    the tests: while the judge waits for its worker to import torch, its cold start costs nothing.
     """
     lab = load_lab()
     start = time.monotonic()
@@ -213,20 +222,22 @@ def grade_submission(
         with tempfile.TemporaryDirectory(prefix="labkit-submission-") as tmp:
             lora = Path(tmp) / "lora.py"
             lora.write_text(source, encoding="utf-8")
-            mypy = _Background(lambda: _run_mypy(lora, lab, limits, mypy_cache, sandbox), typecheck_alongside)
+            mypy = _Background(lambda: _run_mypy(lora, lab, limits, mypy_cache, sandbox))
             expected = expected_tests(hidden)
             reported: set[str] = set()
-            outcomes, problem, evidence = _run_tests(lora, expected, seed, limits, time_limit, hidden, sandbox,
-                                                     _block_progress(progress, lab, expected, reported))  # fmt: skip
-            violations += [{"line": 0, "code": "report", "text": _evidence_text(e)} for e in evidence]
+            outcomes, problem, record = _run_judge(
+                lora, Path(tmp), seed, limits, time_limit, hidden, sandbox, submission.notes is not None,
+                _block_progress(progress, lab, expected, reported),
+            )  # fmt: skip
+            violations += [{"line": 0, "code": "report", "text": _evidence_text(e)} for e in record.evidence]
             any_passed = any(o.outcome == "passed" for o in outcomes.values())
             if progress is not None and not problem:  # the blocks whose tests did not all get a result
                 final = _test_results(expected, outcomes, problem)
                 for block in lab.blocks:
                     if block.id not in reported:
                         progress(block.id, _block_grade(block, expected, final))
-            notes = _notes(lora, submission.notes, lab, limits, sandbox)
-            typecheck = _typecheck(*mypy.result(), lab, any_passed)
+            notes = _notes(record.notes, submission.notes, lab) if not problem else notes
+            typecheck = _typecheck(*mypy.result(), lab, any_passed, typing_escapes(source))
             if progress is not None:
                 progress("typecheck", typecheck)
                 progress("notes", notes)
@@ -237,17 +248,43 @@ def grade_submission(
                  violations, notices)  # fmt: skip
 
 
+def grade_or_report(submission: Submission, **options: Any) -> Grade:
+    """grade_submission, except that an error of the grader's while grading it is this submission's grade.
+
+    That grade is 0, withheld for review, with the error: one submission never costs the class
+    its gradebook.
+    """
+    start = time.monotonic()
+    try:
+        return grade_submission(submission, **options)
+    except Exception as exc:  # whatever went wrong, for this submission only
+        lab = load_lab()
+        why = f"{type(exc).__name__}: {str(exc)[:500]}"
+        problem = said(f"the grader failed on this submission ({why})", f"el corrector falló con esta entrega ({why})")
+        blocks = [BlockGrade(b.id, b.title["en"], 0.0, b.points, 0, 0, "crashed") for b in lab.blocks]
+        return Grade(submission.name, blocks, _item(0.0, lab.typecheck.points, False, problem),
+                     _item(0.0, lab.notes.points, False, problem), problem, round(time.monotonic() - start, 1), [],
+                     [{"line": 0, "code": "grader", "text": problem}])  # fmt: skip
+
+
 def _test_results(expected: Sequence[tuple[str, str]], outcomes: Mapping[str, TestOutcome],
                   problem: Mapping[str, str]) -> list[TestResult]:  # fmt: skip
-    return [
-        TestResult(
+    results = []
+    hidden = 0
+    for nodeid, _ in expected:
+        outcome = outcomes.get(nodeid)
+        result = TestResult(
             nodeid.rpartition("::")[2],
-            outcomes[nodeid].outcome if nodeid in outcomes else "not run",
-            outcomes[nodeid].message if nodeid in outcomes else (problem.get("en") or "the test did not run"),
-            outcomes[nodeid].exc_type if nodeid in outcomes else None,
+            outcome.outcome if outcome else "not run",
+            outcome.message if outcome else (problem.get("en") or "the test did not run"),
+            outcome.exc_type if outcome else None,
         )
-        for nodeid, _ in expected
-    ]
+        if nodeid.startswith(HIDDEN_DIR + "/"):  # its block and outcome only: never its name or its text
+            hidden += 1
+            shown = HIDDEN_MESSAGE if result.outcome != "passed" else ""
+            result = TestResult(f"hidden test {hidden}", result.outcome, shown, result.exc_type)
+        results.append(result)
+    return results
 
 
 def _block_progress(
@@ -269,15 +306,14 @@ def _block_progress(
 
 
 class _Background:
-    """A function run in a thread from now on (alongside=True), or when its result is asked for."""
+    """A function run in a thread from now on; result() waits for it."""
 
-    def __init__(self, function: Callable[[], tuple[int | None, str]], alongside: bool) -> None:
+    def __init__(self, function: Callable[[], tuple[int | None, str]]) -> None:
         self.function = function
         self.value: tuple[int | None, str] | None = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True) if alongside else None
-        if self.thread is not None:
-            self.thread.start()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
 
     def _run(self) -> None:
         try:
@@ -286,10 +322,7 @@ class _Background:
             self.error = exc
 
     def result(self) -> tuple[int | None, str]:
-        if self.thread is None:
-            self._run()
-        else:
-            self.thread.join()
+        self.thread.join()
         if self.error is not None:
             raise self.error
         assert self.value is not None
@@ -308,70 +341,70 @@ def _source(submission: Submission, lab: Lab) -> tuple[str | None, dict[str, str
 
 def _evidence_text(evidence: str) -> dict[str, str]:
     return {
-        "en": f"the test process's report broke the grader's protocol ({evidence}): did the submission write it?",
-        "es": f"el informe del proceso de tests rompió el protocolo del corrector ({evidence}): ¿lo escribió la entrega?",
+        "en": f"the process running the submission sent the judge what no scenario sends ({evidence}): "
+              "did the submission write it?",
+        "es": f"el proceso que ejecutaba la entrega envió al juez algo que ningún escenario envía ({evidence}): "
+              "¿lo escribió la entrega?",
     }
 
 
-def _run_tests(
+def _run_judge(
     lora: Path,
-    expected: Sequence[tuple[str, str]],
+    tmp: Path,
     seed: int,
     limits: Limits,
     time_limit: float,
     hidden: Path | None,
     sandbox: bool,
+    notes: bool,
     progress: Callable[[Mapping[str, TestOutcome]], None] | None = None,
-) -> tuple[dict[str, TestOutcome], dict[str, str], list[str]]:
-    """Outcomes by nodeid, the reason nothing ran (by language; empty if tests ran), and evidence of tampering.
+) -> tuple[dict[str, TestOutcome], dict[str, str], JudgeRecord]:
+    """Outcomes by nodeid, the reason nothing could be graded (by language; empty if the tests ran), the judge's record.
 
-    A run stopped by a crash or a hang is followed by a run of the tests that have not finished,
-    the one that was running counted as failed, until every test has a result or the time is up.
-    A block with a test that had to be stopped from outside (it ignored the in-process timeout)
-    goes last, and after HANGS_PER_BLOCK such tests its others are not run: a submission that
-    hangs that way costs its time limit once, not once per test.
+    The graded tests (and hidden tests) run in the judge (labkit.grading.judge), a pytest process of
+    the grader's that never imports the submission when sandboxed: it sends every scenario to a
+    worker, in the sandbox, whose copy holds the submission, the package it imports and the
+    scenarios, and nothing else (no tests, no hidden tests, no seed). Unsandboxed (code the caller
+    trusts), the judge runs the scenarios itself. The limits are the judge's to enforce, per
+    scenario and for the whole submission (time_limit).
     """
-    deadline = time.monotonic() + time_limit
-    env = {"MINITUNER_SEED": str(seed)}
-    block_of = dict(expected)
-    outcomes: dict[str, TestOutcome] = {}
-    evidence: list[str] = []
-    hangs: Counter[str] = Counter()
-
-    def seen(results: Sequence[TestOutcome]) -> None:  # this run's results so far, with the earlier runs'
-        if progress is not None:
-            progress({**outcomes, **{o.nodeid: o for o in results if o.nodeid in block_of}})
-
-    while (remaining := deadline - time.monotonic()) > 1:
-        pending = [nodeid for nodeid in block_of if nodeid not in outcomes]
-        now = [nodeid for nodeid in pending if not hangs[block_of[nodeid]]] or pending
-        skip = [arg for nodeid in block_of if nodeid not in now for arg in ("--deselect", nodeid)]
-        run = run_overlay(lora, tests=_test_paths(hidden), pytest_args=skip, env=env, timeout=remaining,
-                          limits=limits, extra=_extra(hidden), sandbox=sandbox,
-                          progress=seen if progress else None)  # fmt: skip
-        evidence += run.evidence
-        collection = [o for o in run.outcomes if o.exc_type == "CollectionError"]
-        if collection:
-            trace = last_lines(collection[0].message)
-            return {}, said("the submission could not be imported:\n" + trace,
-                            "no se pudo importar la entrega:\n" + trace), evidence  # fmt: skip
-        if not outcomes and not any(o.nodeid in block_of for o in run.outcomes):
-            code, tail = run.returncode, "\n" + last_lines(run.output)
-            return {}, said(
-                f"the test process ended (exit status {code}) before running any test: the submission probably "
-                f"exits, or kills its process, when it is imported{tail}".rstrip(),
-                f"el proceso de tests terminó (código de salida {code}) antes de ejecutar ningún test: seguramente "
-                f"la entrega sale, o mata su proceso, al importarse{tail}".rstrip(),
-            ), evidence
-        finished = {o.nodeid: o for o in run.outcomes if o.nodeid in block_of and (o.outcome != "not run" or o.exc_type)}
-        outcomes.update(finished)
-        hangs.update(block_of[o.nodeid] for o in finished.values() if o.exc_type == "Timeout")
-        for nodeid in pending:
-            if nodeid not in outcomes and hangs[block_of[nodeid]] >= HANGS_PER_BLOCK:
-                outcomes[nodeid] = TestOutcome(nodeid, (block_of[nodeid],), "not run", "Timeout", HUNG_BLOCK)
-        if not finished or all(nodeid in outcomes for nodeid in block_of):
-            break  # every test has its result, or the run made no progress
-    return outcomes, {}, evidence
+    record_path = tmp / "judge.json"
+    config = JudgeConfig(
+        record=str(record_path), notes=notes, memory_mb=limits.memory_mb, output_mb=limits.output_mb,
+        test_timeout_s=limits.test_timeout_s, deadline=time.time() + time_limit, sandbox=sandbox,
+    )  # fmt: skip
+    candidate = lora
+    if sandbox:
+        worker_dir = tmp / "worker"
+        for rel in WORKER_FILES:
+            (worker_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (worker_dir / rel).write_bytes((WORKBOOK_ROOT / rel).read_bytes())
+        (worker_dir / CANDIDATE_PATH).write_bytes(lora.read_bytes())
+        candidate = tmp / "guard.py"
+        candidate.write_text(JUDGE_GUARD, encoding="utf-8")
+        config = dataclasses.replace(config, worker_dir=str(worker_dir))
+    judge_limits = Limits(test_timeout_s=None if limits.test_timeout_s is None else limits.test_timeout_s + JUDGE_GRACE_S)
+    run = run_overlay(
+        candidate, tests=_test_paths(hidden), pytest_args=["-p", "labkit.grading.judge"],
+        env={"MINITUNER_SEED": str(seed), JUDGE_ENV: json.dumps(dataclasses.asdict(config))},
+        timeout=time_limit + JUDGE_GRACE_S, limits=judge_limits, extra=_extra(hidden),
+        progress=(lambda results: progress({o.nodeid: o for o in results})) if progress else None,
+    )  # fmt: skip
+    try:
+        record = JudgeRecord(**json.loads(record_path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        record = JudgeRecord()
+        return {}, said(f"the grader's judge did not finish:\n{last_lines(run.output)}",
+                        f"el juez del corrector no terminó:\n{last_lines(run.output)}"), record  # fmt: skip
+    if record.import_error is not None:
+        return {}, said("the submission could not be imported:\n" + record.import_error,
+                        "no se pudo importar la entrega:\n" + record.import_error), record  # fmt: skip
+    collection = [o for o in run.outcomes if o.exc_type == "CollectionError"]
+    if collection:
+        trace = last_lines(collection[0].message)
+        return {}, said("the graded tests could not be collected:\n" + trace,
+                        "no se pudieron recoger los tests evaluables:\n" + trace), record  # fmt: skip
+    return {o.nodeid: o for o in run.outcomes}, {}, record
 
 
 def _block_grade(block: Block, expected: Sequence[tuple[str, str]], tests: list[TestResult]) -> BlockGrade:
@@ -411,27 +444,58 @@ _NO_TEST_PASSES = {
 }
 
 
-def _typecheck(code: int | None, output: str, lab: Lab, any_passed: bool) -> ItemGrade:
+_INLINE_CONFIG = {
+    "en": "line {line}: `{comment}`: inline mypy configuration is not allowed: the type check runs with the "
+          "workbook's settings only",
+    "es": "línea {line}: `{comment}`: no se permite configurar mypy dentro del archivo: la comprobación de tipos "
+          "usa solo la configuración del cuaderno de prácticas",
+}
+_TYPE_IGNORE = {
+    "en": "line {line}: `{comment}`: a `# type: ignore` hides what mypy found there, so the type check does not "
+          "count; type the line instead (annotations, or typing.cast for torch's untyped calls)",
+    "es": "línea {line}: `{comment}`: un `# type: ignore` oculta lo que mypy encontró ahí, así que la comprobación "
+          "de tipos no cuenta; tipa la línea (anotaciones, o typing.cast para las llamadas sin tipos de torch)",
+}
+
+
+def typing_escapes(source: str) -> list[dict[str, str]]:
+    """What in source switches mypy off: each `# mypy:` comment and `# type: ignore`, as a sentence by language.
+
+    Each one costs the type check: it counts real typing only.
+    """
+    found: list[dict[str, str]] = []
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT]
+    except (tokenize.TokenError, SyntaxError):
+        return found  # mypy reports the syntax error itself
+    for token in tokens:
+        body = token.string.lstrip("#").strip()
+        line, comment = token.start[0], token.string[:60]
+        if body.startswith("mypy:"):
+            found.append({lang: text.format(line=line, comment=comment) for lang, text in _INLINE_CONFIG.items()})
+        elif re.match(r"type:\s*ignore", body):
+            found.append({lang: text.format(line=line, comment=comment) for lang, text in _TYPE_IGNORE.items()})
+    return found
+
+
+def _typecheck(code: int | None, output: str, lab: Lab, any_passed: bool, escapes: Sequence[dict[str, str]]) -> ItemGrade:
     # Typed stubs pass mypy: the type check counts only once some graded test passes.
-    ok = code == 0 and any_passed
-    detail = _NO_TEST_PASSES if code == 0 and not any_passed else _same(last_lines(output, 20))
+    ok = code == 0 and any_passed and not escapes
+    if escapes:
+        detail = {lang: "\n".join(e[lang] for e in escapes) for lang in ("en", "es")}
+    else:
+        detail = _NO_TEST_PASSES if code == 0 and not any_passed else _same(last_lines(output, 20))
     return _item(lab.typecheck.points if ok else 0.0, lab.typecheck.points, ok, detail)
 
 
-def _notes(lora: Path, notes_path: Path | None, lab: Lab, limits: Limits, sandbox: bool) -> ItemGrade:
+def _notes(measured: Mapping[str, object], notes_path: Path | None, lab: Lab) -> ItemGrade:
+    """The notes file judged against what the judge measured with the submission's code."""
     if notes_path is None:
         return _item(0.0, lab.notes.points, False, {"en": f"no notes file ({lab.notes_path})",
                                                     "es": f"no hay archivo de notas ({lab.notes_path})"})  # fmt: skip
     text, problem = read_text(notes_path, MAX_NOTES_BYTES, "notes")
     if text is None:
         return _item(0.0, lab.notes.points, False, problem)
-    with overlaid_copy(lora) as workdir:
-        _, output = run_limited([sys.executable, "-m", "labkit.grading.measure"], cwd=workdir, env=_env(workdir, sandbox),
-                                timeout=120, limits=_no_test_timeout(limits), sandbox=[] if sandbox else None)  # fmt: skip
-    try:
-        measured = json.loads(output.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        measured = {key: f"measuring crashed: {last_lines(output, 3)}" for key in lab.notes_keys}
     parsed = parse_notes(text, lab.notes_keys)
     judged = {lang: judge(parsed, measured, lab.notes_keys, lang) for lang in ("en", "es")}
     good = sum(not problem for problem, _ in judged["en"].values())

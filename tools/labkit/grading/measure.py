@@ -1,16 +1,16 @@
 """The values the lab's notes file records, measured with a candidate's own code.
 
-Run in an overlaid copy (``python -m labkit.grading.measure`` with the copy's ``src`` first on the path);
-prints one JSON object: each key's value, or the error the candidate's code raised while measuring it.
+measure() makes the measurement's inputs, has the scenario notes_measurement (tests/scenarios.py) run
+them with the candidate's code (where the judge runs scenarios: labkit.grading.judge), and reads each
+key's value from what it observed, or the error the candidate's code raised while measuring it.
 Also home of the notes file's parser and of the comparison between the two.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 SEED = 0
@@ -30,39 +30,64 @@ def merge_bound(output_before: float) -> float:
     return MERGE_TOLERANCE * max(1.0, output_before)
 
 
-def measure() -> dict[str, Any]:
+#: The notes measurement's sizes, as the lab gives them: LoRALinear(nn.Linear(64, 64), r=8, alpha=16)
+#: on a batch of 16 rows, and the spread of the non-zero lora_B that stands for some training.
+SIZE, ROWS, TRAINED_B_STD = 64, 16, 0.02
+#: The keys whose value the notes scenario reports, each read by one function of the observation.
+Observe = Callable[[str, dict[str, Any], int], dict[str, Any]]
+
+
+def measure(observe: Observe) -> dict[str, Any]:
+    """Each notes key's value, measured with the candidate's code through observe (or why it could not be).
+
+    observe(scenario name, inputs, seed) runs tests/scenarios.py's notes_measurement (here or in the
+    grader's worker). The inputs are made here from SEED; the expectations too (base(x) from this
+    process's own copy of the layer).
+    """
     import torch
     from torch import nn
 
-    from minituner.lora import LoRALinear
-
-    values: dict[str, Any] = {}
-    torch.manual_seed(SEED)
-    x = torch.randn(16, 64)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        base = nn.Linear(SIZE, SIZE)
+        x = torch.randn(ROWS, SIZE)
+        trained_b = torch.randn(SIZE, 8) * TRAINED_B_STD
+    inputs = {"base": {"weight": base.weight.detach().clone(), "bias": base.bias.detach().clone()},
+              "x": x, "lora_B": trained_b}  # fmt: skip
     try:
-        base = nn.Linear(64, 64)
-        layer = LoRALinear(base, r=8, alpha=16.0)
-        values["initial_output_diff"] = (layer(x) - base(x)).abs().max().item()
-        values["trainable_params"] = sum(p.numel() for p in layer.parameters() if p.requires_grad)
+        seen = observe("notes_measurement", inputs, SEED)
     except Exception as exc:  # the candidate's code: report, do not crash
-        for key in ("initial_output_diff", "trainable_params", "gradient_flow", "merge_diff"):
-            values[key] = f"{type(exc).__name__}: {exc}"
-        return values
-    try:
-        torch.autograd.backward(layer(x).pow(2).sum())  # one backward pass
-        values["gradient_flow"] = sorted(n for n, p in layer.named_parameters() if p.grad is not None)
-    except Exception as exc:
-        values["gradient_flow"] = f"{type(exc).__name__}: {exc}"
-    try:
-        with torch.no_grad():  # stands for some training: a non-zero adapter
-            layer.get_parameter("lora_B").normal_(0.0, 0.02)
-            before = layer(x)
-            layer.merge_()
-            values["merge_diff"] = (layer(x) - before).abs().max().item()
-            values["merge_bound"] = merge_bound(before.abs().max().item())
-    except Exception as exc:
-        values["merge_diff"] = f"{type(exc).__name__}: {exc}"
+        return {key: f"{type(exc).__name__}: {exc}" for key in (*EXAMPLES, "merge_bound")}
+    with torch.no_grad():
+        expected = base(x)
+    values: dict[str, Any] = {}
+    values["initial_output_diff"] = _read(seen, "out_at_init", lambda t: float((t - expected).abs().max()))
+    values["trainable_params"] = _read(seen, "trainable_params", lambda n: n if type(n) is int else None)
+    values["gradient_flow"] = _read(seen, "gradient_flow", _names)
+    values["merge_diff"] = _read(seen, "merged", lambda pair: float((pair[1] - pair[0]).abs().max()))
+    bound = _read(seen, "merged", lambda pair: merge_bound(float(pair[0].abs().max())))
+    if isinstance(bound, float):
+        values["merge_bound"] = bound
     return values
+
+
+def _read(seen: Mapping[str, Any], key: str, read: Callable[[Any], Any]) -> Any:
+    """read(seen[key]); the error the scenario recorded instead; or what is wrong with the value."""
+    value = seen.get(key) if isinstance(seen, Mapping) else None
+    if isinstance(value, Mapping) and isinstance(value.get("error"), str):
+        return str(value["error"])[:300]
+    try:
+        result = read(value)
+    except Exception as exc:  # a value of the wrong kind (a non-tensor output, say)
+        result = None
+        why = f"{type(exc).__name__}: {exc}"
+    else:
+        why = "not a value of the expected kind"
+    return result if result is not None else f"could not measure {key}: {why}"
+
+
+def _names(value: Any) -> list[str] | None:
+    return sorted(value) if type(value) is list and all(type(n) is str for n in value) else None
 
 
 #: A line that sets a key: Markdown quote, list and emphasis marks allowed around the key.
@@ -77,7 +102,7 @@ _APPROX = re.compile(r"^(?:~|≈|≃|<=|<|≤|⩽|about\s+|approx\.?\s*|approxim
                      re.I)  # fmt: skip
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
 #: What each key expects, as the messages write it.
-EXAMPLES = {"initial_output_diff": "0.0", "merge_diff": "6.6e-07", "trainable_params": "1024",
+EXAMPLES = {"initial_output_diff": "0.0", "merge_diff": "7.2e-07", "trainable_params": "1024",
             "gradient_flow": "lora_A, lora_B"}  # fmt: skip
 _NAME = re.compile(r"[A-Za-z_][\w.]*")
 
@@ -235,6 +260,3 @@ def judge(
         judged[key] = (problem, problem or t["ok"].format(value=shown))
     return judged
 
-
-if __name__ == "__main__":
-    print(json.dumps(measure()))

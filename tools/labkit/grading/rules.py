@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 SCOPES = (*FUNCTION_SCOPES, ast.ClassDef, *COMPREHENSIONS)
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 MAX_CONSTRUCT = 60
+_DUNDER_IN_TEXT = re.compile(r"__[A-Za-z0-9]\w*?__")
 Located = ast.stmt | ast.expr | ast.arg | ast.pattern  # the nodes a violation can point at
 
 _PREFIX = {"en": "line {line}: `{construct}`: ", "es": "línea {line}: `{construct}`: "}
@@ -81,6 +83,12 @@ _MESSAGES: dict[str, dict[str, str]] = {
     "subclass-computed": {
         "en": "a class's bases must be named, not computed",
         "es": "las clases base de una clase deben nombrarse, no calcularse",
+    },
+    "dunder-string": {
+        "en": "a string that names a dunder (`{name}`): the only dunder names allowed are {allowed}, "
+        "as strings too (a dunder in a string is how code reaches what the rule forbids by name)",
+        "es": "una cadena que nombra un dunder (`{name}`): los únicos nombres dunder permitidos son {allowed}, "
+        "también como cadenas (un dunder en una cadena es como el código llega a lo que la regla prohíbe por nombre)",
     },
     "dunder": {
         "en": "the only dunder names allowed are {allowed}",
@@ -301,6 +309,7 @@ class _Checker:
             ast.AsyncFunctionDef: self.check_definition,
             ast.ClassDef: self.check_definition,
             ast.MatchClass: self.check_match_class,
+            ast.Constant: self.check_string,
         }
         for node in ast.walk(self.tree):
             check = checks.get(type(node))
@@ -415,6 +424,13 @@ class _Checker:
             self.add(node, "getattr", "getattr-bare", name=node.id)
         elif node.id in self.modules and not self.is_module_use(node, parent):
             self.add(node, "module-value", "module-value", name=node.id)
+
+    def check_string(self, node: ast.Constant) -> None:
+        """A string constant that is (or holds) a dunder name the rule does not allow: `"__globals__"`."""
+        if not isinstance(node.value, str):  # docstrings too: a doctest runner would run them
+            return
+        for name in sorted(set(_DUNDER_IN_TEXT.findall(node.value)) - set(self.rules.dunders)):
+            self.add(node, "dunder", "dunder-string", name=name, allowed=", ".join(sorted(self.rules.dunders)))
 
     @staticmethod
     def is_plain_type_use(node: ast.Name, parent: ast.AST | None) -> bool:

@@ -1,0 +1,357 @@
+"""The judge: a pytest plugin that runs the graded tests' checks and sends their scenarios elsewhere.
+
+`grade` and `check` run the graded tests with `-p labkit.grading.judge` and LABKIT_JUDGE set to a
+JSON object (JudgeConfig). The tests call the submission only through conftest's `observe`
+fixture, which hands each call to this plugin (observe). With a worker directory, the plugin
+never imports the submission: it starts one worker (labkit.core.worker) there, inside the sandbox
+unless told otherwise, and sends it each scenario over a pipe (labkit.core.channel); the checks run
+here, on what the worker observed. Without one (code its runner trusts: a student's own check),
+the scenarios run here, in this process, as in a plain pytest.
+
+Every limit is enforced from here: a scenario that runs past its test's time limit, or kills its
+worker, fails alone, and the next scenario gets a fresh worker; after HANGS_PER_BLOCK timeouts in a
+block its other scenarios are not run; after the submission's deadline none is. A frame that
+breaks the channel's protocol fails its scenario and is kept as evidence. At the end of the session
+the notes measurement runs the same way (labkit.grading.measure), and the plugin writes its record
+(JudgeRecord) to the file the grader named: a file in the grader's own directory, which no worker
+can reach.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from labkit.core.channel import ChannelClosed, ChannelError, ChannelTimeout, receive, send
+from labkit.core.sandbox import sandboxed
+from labkit.core.seccomp import program_fd
+from labkit.core.worker import import_problem
+
+JUDGE_ENV = "LABKIT_JUDGE"
+HANGS_PER_BLOCK = 2
+HUNG_BLOCK = (
+    f"not run: {HANGS_PER_BLOCK} scenarios of this block ran over their time limit and had to be stopped, "
+    "so its other tests were not run"
+)
+STARTUP_S = 120.0  # seconds a worker may take to import torch and the submission
+MAX_EVIDENCE = 5  # broken frames kept as evidence (one is enough to withhold)
+STDERR_TAIL = 2000  # characters of a dead worker's stderr quoted in its test's failure
+#: The variables a sandboxed worker inherits from the grader's environment; nothing else (no tokens).
+WORKER_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
+                   "OPENBLAS_L2_SIZE")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """What the grader tells the judge (as JSON in LABKIT_JUDGE)."""
+
+    record: str  # where the judge writes its JudgeRecord
+    worker_dir: str | None = None  # the worker's copy (src/minituner, tests/scenarios.py); None: run here
+    sandbox: bool = True  # the worker inside bubblewrap
+    memory_mb: int | None = None  # the worker's address space
+    output_mb: int | None = None  # the largest file the worker may write, its stderr included
+    test_timeout_s: float | None = None  # per test, for its scenarios
+    deadline: float | None = None  # time.time() after which no scenario starts
+    notes: bool = True  # measure the notes file's values at the end
+
+
+@dataclass
+class JudgeRecord:
+    """What the judge saw of the submission, besides the tests' own results."""
+
+    import_error: str | None = None  # the submission did not import (or ended while importing)
+    evidence: list[str] = field(default_factory=list)  # frames that broke the channel's protocol
+    notes: dict[str, Any] = field(default_factory=dict)  # the measured notes values (labkit.grading.measure)
+    workers: int = 0  # worker processes started
+
+
+class Timeout(Exception):
+    """A scenario ran over its time limit (or could not start before the submission's deadline)."""
+
+
+class Crash(Exception):
+    """The worker died while running a scenario."""
+
+
+class ProtocolError(Exception):
+    """The worker's answer broke the channel's protocol."""
+
+
+class SubmissionImportError(Exception):
+    """The submission could not be imported, so no scenario can run."""
+
+
+class _Worker:
+    """One worker process and its channel."""
+
+    def __init__(self, config: JudgeConfig) -> None:
+        assert config.worker_dir is not None
+        workdir = Path(config.worker_dir)
+        command = [sys.executable, "-m", "labkit.core.worker"]
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(workdir / "src"), str(workdir / "tests")]),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        # Sandboxed, the worker can write nothing anywhere and start no process (threads only).
+        seccomp_fd = program_fd() if config.sandbox else None
+        if config.sandbox:
+            command = sandboxed(command, workdir=workdir, read_only=True, seccomp_fd=seccomp_fd)
+            keep = {k: os.environ[k] for k in WORKER_ENV_KEEP if k in os.environ}
+            env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", **keep, **env}
+        else:
+            env = {**os.environ, **env}
+        self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        try:
+            self.proc = subprocess.Popen(
+                command, cwd=workdir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                start_new_session=True, preexec_fn=_limits(config.memory_mb, config.output_mb),
+                pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+            )  # fmt: skip
+        finally:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.write_fd, self.read_fd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        self.greeted = False  # its first frame (the submission imported) has been read
+
+    def call(self, request: dict[str, Any], deadline: float) -> Any:
+        send(self.write_fd, request)
+        return receive(self.read_fd, deadline)
+
+    def hello(self, deadline: float) -> Any:
+        return receive(self.read_fd, deadline)
+
+    def stop(self) -> str:
+        """Kill the worker's whole session; what it wrote to stderr, last lines first cut."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        code = self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        size = self.stderr.seek(0, os.SEEK_END)
+        self.stderr.seek(max(0, size - STDERR_TAIL))
+        tail = self.stderr.read().decode("utf-8", errors="replace").strip()
+        self.stderr.close()
+        status = f"exit status {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+        return f"({status})" + (f"; its last output:\n{tail}" if tail else "")
+
+
+def _limits(memory_mb: int | None, output_mb: int | None) -> Callable[[], None]:
+    def apply() -> None:  # in the child, between fork and exec
+        for limit, mb in ((resource.RLIMIT_AS, memory_mb), (resource.RLIMIT_FSIZE, output_mb)):
+            if mb is not None:
+                resource.setrlimit(limit, (mb * 2**20, mb * 2**20))
+
+    return apply
+
+
+class Judge:
+    """The plugin's state for one session: the worker, the time limits, the hangs, the record."""
+
+    def __init__(self, config: JudgeConfig) -> None:
+        self.config = config
+        self.record = JudgeRecord()
+        self.worker: _Worker | None = None
+        self.hangs: Counter[str] = Counter()
+        self.test_started = time.monotonic()
+
+    def observe(self, request: pytest.FixtureRequest, name: str, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
+        """What scenario name observed on inputs: run here, or by the worker (see the module's docstring)."""
+        if self.record.import_error is not None:
+            raise SubmissionImportError(self.record.import_error)
+        if self.config.worker_dir is None:
+            return self._here(name, inputs, seed)
+        block = _block(request.node)
+        if self.hangs[block] >= HANGS_PER_BLOCK:
+            raise Timeout(HUNG_BLOCK)
+        deadline = self._deadline()
+        worker = self._worker(deadline)
+        try:
+            reply = worker.call({"scenario": name, "inputs": inputs, "seed": seed}, deadline)
+        except ChannelTimeout:
+            self._stop()
+            self.hangs[block] += 1
+            raise Timeout(
+                f"Timeout: the scenario {name} ran over its time limit and its process was stopped "
+                "(an endless loop, or a wait that ignores signals?)"
+            ) from None
+        except ChannelClosed:
+            why = self._stop()
+            raise Crash(f"the process running your code died during the scenario {name} {why}") from None
+        except ChannelError as exc:
+            return self._broken(name, str(exc))
+        return self._answer(name, reply)
+
+    def _here(self, name: str, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The scenario run in this process (trusted code only), the submission imported first."""
+        import scenarios
+
+        try:
+            import minituner.lora  # noqa: F401 - trusted code: a student's own check, the workbook's own
+        except Exception as exc:
+            self.record.import_error = import_problem(exc)
+            raise SubmissionImportError(self.record.import_error) from None
+        return scenarios.run(name, inputs, seed)
+
+    def _deadline(self) -> float:
+        """When the running test's scenarios must have answered (time.monotonic)."""
+        deadline = float("inf")
+        if self.config.test_timeout_s is not None:
+            deadline = self.test_started + self.config.test_timeout_s
+        if self.config.deadline is not None:
+            deadline = min(deadline, time.monotonic() + self.config.deadline - time.time())
+        if deadline <= time.monotonic():
+            raise Timeout("Timeout: no time was left for this test (the submission's time limit ran out)")
+        return deadline
+
+    def start(self) -> None:
+        """Start a worker now, while pytest collects, if this judge uses one (its greeting is read later)."""
+        if self.config.worker_dir is not None and self.worker is None:
+            self.worker = _Worker(self.config)
+            self.record.workers += 1
+
+    def _worker(self, deadline: float) -> _Worker:
+        """The running worker, or a new one, once it has said that it imported the submission."""
+        self.start()
+        worker = self.worker
+        assert worker is not None
+        if worker.greeted:
+            return worker
+        try:
+            hello = worker.hello(min(deadline, time.monotonic() + STARTUP_S))
+        except ChannelTimeout:
+            self._stop()
+            raise Timeout("Timeout: importing your lora.py did not finish before the time limit") from None
+        except ChannelClosed:
+            why = self._stop()
+            self.record.import_error = f"the process ended while importing the submission {why}"
+            raise SubmissionImportError(self.record.import_error) from None
+        except ChannelError as exc:
+            self._stop()
+            self._evidence(str(exc))
+            raise ProtocolError(f"the process running your code broke the grader's protocol ({exc})") from None
+        if type(hello) is dict and type(hello.get("import_error")) is str:
+            self._stop()
+            self.record.import_error = hello["import_error"]
+            raise SubmissionImportError(self.record.import_error)
+        if hello != {"ready": True}:
+            self._stop()
+            why = f"a first frame that is not the worker's greeting: {str(hello)[:100]}"
+            self._evidence(why)
+            raise ProtocolError(f"the process running your code broke the grader's protocol ({why})")
+        worker.greeted = True
+        return worker
+
+    def _broken(self, name: str, why: str) -> dict[str, Any]:
+        self._stop()
+        self._evidence(f"{name}: {why}")
+        raise ProtocolError(f"the process running your code broke the grader's protocol ({why})")
+
+    def _answer(self, name: str, reply: Any) -> dict[str, Any]:
+        """The observation in reply, or the scenario's exception raised again here."""
+        if type(reply) is dict and set(reply) == {"observed"} and type(reply["observed"]) is dict:
+            observed: dict[str, Any] = reply["observed"]
+            return observed
+        raised = reply.get("raised") if type(reply) is dict and set(reply) == {"raised"} else None
+        if type(raised) is dict and type(raised.get("type")) is str and type(raised.get("message")) is str:
+            raise _exception(raised["type"], raised["message"])
+        return self._broken(name, f"an answer that is neither an observation nor an exception: {str(reply)[:100]}")
+
+    def _evidence(self, text: str) -> None:
+        if len(self.record.evidence) < MAX_EVIDENCE:
+            self.record.evidence.append(text[:300])
+
+    def _stop(self) -> str:
+        worker, self.worker = self.worker, None
+        return worker.stop() if worker is not None else ""
+
+    def measure_notes(self) -> None:
+        """The notes file's values, measured with the submission's code through the same observe."""
+        from labkit.grading.measure import measure
+
+        if self.record.import_error is not None:
+            return
+        self.test_started = time.monotonic()
+        self.record.notes = measure(lambda name, inputs, seed: self.observe(_NOTES_REQUEST, name, inputs, seed))
+
+    def finish(self) -> None:
+        self._stop()
+        path = Path(self.config.record)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(self.record)), encoding="utf-8")
+        temporary.replace(path)
+
+
+def _exception(type_name: str, message: str) -> Exception:
+    """The worker's exception as one of this process's: a built-in exception of that name, else RuntimeError."""
+    kind = getattr(builtins, type_name, None)
+    if isinstance(kind, type) and issubclass(kind, Exception) and not issubclass(kind, OSError):
+        return kind(message)
+    return RuntimeError(f"{type_name}: {message}")
+
+
+def _block(node: Any) -> str:
+    markers = sorted(m.name for m in node.iter_markers() if m.name.startswith("block_"))
+    return markers[0] if markers else ""
+
+
+class _NotesNode:
+    """The notes measurement's stand-in for a test: no block."""
+
+    def iter_markers(self) -> list[Any]:
+        return []
+
+
+class _NotesRequest:
+    node = _NotesNode()
+
+
+_NOTES_REQUEST: Any = _NotesRequest()
+_judge: list[Judge] = []  # the session's Judge, once configured
+
+
+def observe(request: pytest.FixtureRequest, name: str, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
+    """conftest's observe fixture hands every call here when this plugin is loaded."""
+    return _judge[0].observe(request, name, inputs, seed)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    raw = os.environ.get(JUDGE_ENV)
+    if raw is None:
+        raise pytest.UsageError(f"-p labkit.grading.judge needs {JUDGE_ENV} (a JudgeConfig as JSON)")
+    _judge.append(Judge(JudgeConfig(**json.loads(raw))))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not session.config.option.collectonly:
+        _judge[0].start()  # the worker imports torch and the submission while pytest collects
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _judge[0].test_started = time.monotonic()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    judge = _judge[0]
+    try:
+        if judge.config.notes and not session.config.option.collectonly:
+            judge.measure_notes()
+    finally:
+        judge.finish()
