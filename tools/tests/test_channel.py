@@ -32,7 +32,7 @@ from labkit.core.seccomp import program, program_fd
 
 
 def test_plain_data_round_trips() -> None:
-    tree = {"out": torch.arange(6.0).reshape(2, 3), "names": ["lora_A", "lora_B"], "shape": (2, 3),
+    tree = {"out": torch.arange(6.0).reshape(3, 2).T, "names": ["lora_A", "lora_B"], "shape": (2, 3),
             "flags": {"x": True, "n": 3, "f": 0.5, "none": None}, "array": np.eye(2)}  # fmt: skip
     back = decode(encode(tree))
     assert torch.equal(back["out"], tree["out"]) and type(back["out"]) is torch.Tensor
@@ -69,6 +69,8 @@ def test_what_is_not_plain_data_is_refused_and_never_run(tmp_path: Path) -> None
         "a dict with an int key": {1: 2},
         "a torch.Size": {"s": torch.Size([2])},
         "a dtype": {"d": torch.float32},
+        "a zero-stride view": {"t": torch.zeros(3).expand(10**9, 3)},
+        "a strided view": {"t": torch.zeros(4, 4)[:, ::2]},
     }
     for what, value in refused.items():
         with pytest.raises(ChannelError):

@@ -59,6 +59,13 @@ FORBIDDEN = [
     ("getattr-variable-on-module", "def f(name):\n    return getattr(torch, name)", 2, "getattr"),
     ("getattr-concatenated", "m = getattr(torch, 's' + 'ys')", 1, "getattr"),
     ("getattr-fstring", "def f(x, a):\n    return getattr(x, f'__{a}__')", 2, "getattr"),
+    # A module reached through getattr, a variable or a function's return value is still a module.
+    ("getattr-variable-on-getattr", "t = getattr(F, 'torch')\nk = 'sy' + 's'\ns = getattr(t, k)", 3, "getattr"),
+    ("getattr-variable-on-return", "def r():\n    return getattr(F, 'torch')\n\n\ndef g(k):\n    return getattr(r(), k)",
+     6, "getattr"),
+    ("getattr-variable-on-lambda", "r = lambda: F.torch\n\n\ndef g(k):\n    return getattr(r(), k)", 5, "getattr"),
+    ("frame-attribute", "def f():\n    return (g for g in ()).gi_frame.f_back", 2, "module-attr"),
+    ("dunder-in-a-string", "key = '__globals__'", 1, "dunder"),
     ("getattr-as-value", "g = getattr\nm = g(torch, 'nn')", 1, "getattr"),
     ("hasattr-dunder", "def f(x):\n    return hasattr(x, '__torch_function__')", 2, "dunder"),
     ("eval", "y = eval('1 + 1')", 1, "builtin"),

@@ -49,6 +49,8 @@ def encode(tree: Any) -> bytes:
 
 
 def _tag(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.contiguous()  # what decode accepts: a transposed result is a fine observation
     if isinstance(value, np.ndarray):
         return {NDARRAY: torch.from_numpy(np.ascontiguousarray(value))}
     if isinstance(value, dict):
@@ -102,6 +104,10 @@ def _checked_tensor(tensor: torch.Tensor) -> torch.Tensor:
         raise ChannelError("a tensor that is not a dense CPU tensor")
     if tensor.requires_grad:
         raise ChannelError("a tensor that requires grad (observations are detached)")
+    # A view with a zero stride (t.expand(...)) travels as a few bytes and is huge once computed with.
+    if not tensor.is_contiguous() or tensor.numel() * tensor.element_size() > MAX_FRAME:
+        raise ChannelError(f"a tensor of shape {tuple(tensor.shape)} that is not a contiguous one of at most "
+                           f"{MAX_FRAME} bytes")  # fmt: skip
     return tensor
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from pathlib import Path
 from typing import Any
 
 MAX_MESSAGE = 4000  # characters of an exception's message sent back
@@ -41,9 +42,12 @@ def main() -> None:
     import torch
 
     from labkit.core.channel import ChannelClosed, receive, send
+    from labkit.core.overlay import import_file
 
     torch.set_num_threads(1)  # the judge's own computations run on one thread: the same kernels
-    import scenarios
+    # The scenarios are kept out of sys.modules, so that the submission does not find them by name
+    # (the code rule flags the ways around; the judge trusts what comes back only as data anyway).
+    scenarios = import_file(Path("tests/scenarios.py"), "labkit_worker_scenarios")
 
     try:
         import minituner.lora  # noqa: F401 - the submission, imported once, here only

@@ -65,6 +65,8 @@ STATUS_LABELS = {
     "en": {"done": "done", "failing": "failing", "not started": "not started", "crashed": "crashed"},
     "es": {"done": "terminado", "failing": "con fallos", "not started": "sin empezar", "crashed": "interrumpido"},
 }
+#: The judge's address space (a pytest process with torch takes about 0.7 GB of it).
+JUDGE_MEMORY_MB = 4096
 #: Seconds the judge's own pytest may take past a test's limit (its checks; the worker's restart).
 JUDGE_GRACE_S = 30.0
 #: What the worker's copy holds besides the submission: the package it imports and the scenarios.
@@ -383,7 +385,11 @@ def _run_judge(
         candidate = tmp / "guard.py"
         candidate.write_text(JUDGE_GUARD, encoding="utf-8")
         config = dataclasses.replace(config, worker_dir=str(worker_dir))
-    judge_limits = Limits(test_timeout_s=None if limits.test_timeout_s is None else limits.test_timeout_s + JUDGE_GRACE_S)
+    judge_limits = Limits(
+        # The judge's own memory is bounded too, whatever the worker sends (a check that broadcasts, say).
+        memory_mb=JUDGE_MEMORY_MB if sandbox else limits.memory_mb,
+        test_timeout_s=None if limits.test_timeout_s is None else limits.test_timeout_s + JUDGE_GRACE_S,
+    )
     run = run_overlay(
         candidate, tests=_test_paths(hidden), pytest_args=["-p", "labkit.grading.judge"],
         env={"MINITUNER_SEED": str(seed), JUDGE_ENV: json.dumps(dataclasses.asdict(config))},

@@ -38,7 +38,7 @@ from typing import IO, Any
 import pytest
 
 from labkit.core.channel import ChannelClosed, ChannelError, ChannelTimeout, receive, send
-from labkit.core.sandbox import sandboxed
+from labkit.core.sandbox import LABKIT_DIR, sandboxed
 from labkit.core.seccomp import program_fd
 from labkit.core.worker import import_problem
 
@@ -104,7 +104,8 @@ class _Worker:
         workdir = Path(config.worker_dir)
         command = [sys.executable, "-m", "labkit.core.worker"]
         env = {
-            "PYTHONPATH": os.pathsep.join([str(workdir / "src"), str(workdir / "tests")]),
+            # labkit from the folder the sandbox binds (an editable install may point elsewhere).
+            "PYTHONPATH": os.pathsep.join([str(workdir / "src"), str(workdir / "tests"), str(LABKIT_DIR.parent)]),
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         # Sandboxed, the worker can write nothing anywhere and start no process (threads only).

@@ -231,10 +231,25 @@ def _free_loads(tree: ast.Module) -> set[ast.Name]:
 
 # ----------------------------------------------------------------------------- modules
 def _root(node: ast.expr) -> ast.expr:
-    """The start of an attribute / subscript chain: `torch` for torch.nn.functional.linear[0]."""
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        node = node.value
-    return node
+    """The start of an attribute / subscript chain: `torch` for torch.nn.functional.linear[0].
+
+    getattr(x, name) is a step of the chain like x.name: `torch` for getattr(torch.nn, "functional").
+    """
+    while True:
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        elif (obj := _getattr_object(node)) is not None:
+            node = obj
+        else:
+            return node
+
+
+def _getattr_object(node: ast.expr) -> ast.expr | None:
+    """x, for getattr(x, ...) with x given plainly (not *args); else None."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" and node.args:
+        first = node.args[0]
+        return None if isinstance(first, ast.Starred) else first
+    return None
 
 
 def _bound_by(node: ast.Import | ast.ImportFrom) -> Iterator[tuple[str, str]]:
@@ -262,21 +277,39 @@ def _imported(tree: ast.Module) -> dict[str, str]:
     }
 
 
-def _module_bound(tree: ast.Module, imported: dict[str, str]) -> frozenset[str]:
-    """Imported names, and names assigned from one of them (`t = torch.nn`, `lin = nn.Linear`)."""
-    bound = set(imported)
+@dataclass(frozen=True)
+class _Reach:
+    """What leads to a module: names bound to one, and functions that return one (or what it holds)."""
+
+    names: frozenset[str]
+    functions: frozenset[str]
+
+    def __call__(self, node: ast.expr) -> bool:
+        """Whether node is a module, or reached through one (attributes, subscripts, getattr, such calls)."""
+        root = _root(node)
+        if isinstance(root, ast.Name):
+            return root.id in self.names
+        return isinstance(root, ast.Call) and isinstance(root.func, ast.Name) and root.func.id in self.functions
+
+
+def _module_reach(tree: ast.Module, imported: dict[str, str]) -> _Reach:
+    """Imported names, names assigned from what leads to a module (`t = torch.nn`, `t = getattr(F, "torch")`,
+    `t = f()`), and functions whose return value does (`def f(): return getattr(F, "torch")`)."""
+    names, functions = set(imported), set[str]()
     pairs: list[tuple[ast.expr, ast.expr | None]]
     pairs = [(t, n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets]
     pairs += [(n.target, n.value) for n in ast.walk(tree) if isinstance(n, (ast.AnnAssign, ast.NamedExpr))]
+    returns = [(f.name, r.value) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+               for r in ast.walk(f) if isinstance(r, ast.Return) and r.value is not None]  # fmt: skip
+    returns += [(t.id, v.body) for t, v in pairs if isinstance(t, ast.Name) and isinstance(v, ast.Lambda)]
     changed = True
     while changed:
-        changed = False
-        for target, value in pairs:
-            root = _root(value) if value is not None else None
-            if isinstance(target, ast.Name) and isinstance(root, ast.Name) and root.id in bound:
-                changed |= target.id not in bound
-                bound.add(target.id)
-    return frozenset(bound)
+        reach = _Reach(frozenset(names), frozenset(functions))
+        before = (len(names), len(functions))
+        names |= {t.id for t, v in pairs if isinstance(t, ast.Name) and v is not None and reach(v)}
+        functions |= {name for name, value in returns if reach(value)}
+        changed = (len(names), len(functions)) != before
+    return _Reach(frozenset(names), frozenset(functions))
 
 
 def _is_type_call(node: ast.expr) -> bool:
@@ -294,7 +327,7 @@ class _Checker:
         self.free = _free_loads(tree)
         self.imported = _imported(tree)
         self.modules = {name for name, path in self.imported.items() if path in rules.imports}
-        self.bound = _module_bound(tree, self.imported)
+        self.reach = _module_reach(tree, self.imported)
         self.found: dict[tuple[int, str, str], Violation] = {}
 
     def run(self) -> list[Violation]:
@@ -353,7 +386,7 @@ class _Checker:
     def through_module(self, node: ast.expr) -> bool:
         """Whether node is a module, or reached through one by attributes and subscripts."""
         root = _root(node)
-        return (isinstance(root, ast.Name) and root.id in self.bound) or _is_type_call(root)
+        return self.reach(node) or _is_type_call(root)
 
     def check_definition(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
         keyword = "class" if isinstance(node, ast.ClassDef) else "def"
