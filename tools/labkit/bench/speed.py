@@ -6,6 +6,7 @@
     python -m labkit.bench.speed grade            grading one complete submission
     python -m labkit.bench.speed grade-examples   grading the example submissions, one job
     python -m labkit.bench.speed all --publish    all of them (about 11 minutes here), then the site's table
+    python -m labkit.bench.speed grade-marginal   grading's cost per extra submission, beside a bare import torch
 
 Each runs the real thing (the overlay, nbval, mkdocs, the grader) and fails loudly if it did not
 succeed: a fast wrong run is not a figure.
@@ -14,6 +15,7 @@ succeed: a fast wrong run is not a figure.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +28,9 @@ from labkit.bench.timing import Stat, interleaved, machine
 from labkit.core.overlay import REFERENCE, WORKBOOK_ROOT
 
 BIN = Path(sys.executable).parent
-SUBCOMMANDS = ("suite", "nbval", "site", "grade", "grade-examples", "all")
+SUBCOMMANDS = ("suite", "nbval", "site", "grade", "grade-examples", "all", "grade-marginal")
+#: The class sizes grade-marginal times: the difference, per submission, is the marginal cost.
+MARGINAL_CLASS = (1, 6)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,32 @@ def _grade_one() -> None:
         raise RuntimeError(f"the complete example submission got {grade.points} / {grade.max_points}")
 
 
+def _grade_class(size: int) -> Callable[[], None]:
+    """Grading a class of size distinct copies of the complete example (each with its notes), one job, sandboxed."""
+
+    def run() -> None:
+        from labkit.core.labinfo import load_lab
+        from labkit.grading import grade as grade_cli
+        from labkit.grading.examples import materialized
+        from labkit.grading.grader import DEFAULT_GRADER_SEED, DEFAULT_LIMITS
+
+        lab = load_lab()
+        with materialized() as examples, tempfile.TemporaryDirectory(prefix="labkit-class-") as tmp:
+            for i in range(size):
+                student = Path(tmp) / f"student{i}"
+                shutil.copytree(examples / "complete", student)
+                with open(student / lab.submission, "a", encoding="utf-8") as fh:
+                    fh.write(f"\n# student {i}\n")  # distinct files: no cache may serve one for another
+            submissions = grade_cli.collect_submissions([Path(tmp)], lab)
+            grades = grade_cli.grade_all(submissions, jobs=1, seed=DEFAULT_GRADER_SEED, limits=DEFAULT_LIMITS,
+                                         time_limit=300.0, hidden=None)  # fmt: skip
+        wrong = [(g.name, g.points) for g in grades if g.points != g.max_points]
+        if wrong:
+            raise RuntimeError(f"copies of the complete example did not get full marks: {wrong}")
+
+    return run
+
+
 def _example_count() -> int:
     from labkit.grading.examples import example_names
 
@@ -106,7 +136,10 @@ def measurements(repeat: int | None) -> dict[str, list[Measurement]]:
         "grade": [m("grade_one", "grade", _grade_one, 3)],
         "grade-examples": [m("grade_examples", "grade-examples", _grade_examples, 1, _example_count())],
     }
-    return {**table, "all": [x for group in table.values() for x in group]}
+    marginal = [m("import_torch", "grade-marginal", _import_torch, 5)]
+    # Three runs each: the median leaves out the first run's one-time costs (the fork server, collecting the tests).
+    marginal += [m(f"grade_class_{n}", "grade-marginal", _grade_class(n), 3, n) for n in MARGINAL_CLASS]
+    return {**table, "all": [x for group in table.values() for x in group], "grade-marginal": marginal}
 
 
 def measure(group: Sequence[Measurement], log: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -139,9 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in rows:
         s = Stat.from_json(row["seconds"])
         print(f"{row['id']:16} median {s.median:8.2f} s   quartiles {s.q1:.2f}-{s.q3:.2f} s   runs {s.n}")
+    by_id = {row["id"]: Stat.from_json(row["seconds"]).median for row in rows}
     if args.what == "suite":
-        by_id = {row["id"]: Stat.from_json(row["seconds"]).median for row in rows}
         print(f"graded suite / import torch: {by_id['graded_suite'] / by_id['import_torch']:.1f}")
+    if args.what == "grade-marginal":
+        small, large = MARGINAL_CLASS
+        extra = (by_id[f"grade_class_{large}"] - by_id[f"grade_class_{small}"]) / (large - small)
+        print(f"grading's marginal cost: {extra:.2f} s per submission = {extra / by_id['import_torch']:.2f} x import torch")
     if args.publish:
         for path in benchpage.publish_workbook({"machine": machine(), "measurements": rows}):
             print(f"updated {path}")
