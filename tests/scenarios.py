@@ -142,12 +142,12 @@ def lora_layers(lora: ModuleType, model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if isinstance(m, lora.LoRALinear)}
 
 
-def randomize_lora(module: nn.Module) -> None:
-    """Give every lora_A and lora_B non-zero values, as if the adapter had been trained."""
+def randomize_lora(module: nn.Module, std: float = 0.5) -> None:
+    """Give every lora_A and lora_B non-zero values N(0, std²), as if the adapter had been trained."""
     with torch.no_grad():
         for name, p in module.named_parameters():
             if name.rpartition(".")[2] in LORA_NAMES:
-                p.normal_(0.0, 0.5)
+                p.normal_(0.0, std)
 
 
 def raised(call: Callable[[], object]) -> dict[str, str] | None:
@@ -592,10 +592,11 @@ def merge_twice_and_reinit(lora: ModuleType, base: dict[str, Any], x: torch.Tens
 
 
 @scenario
-def merge_wrapped_minigpt(lora: ModuleType, model: dict[str, Any], idx: torch.Tensor) -> dict[str, Any]:
-    """The MiniGPT wrapped (r=4, alpha=8.0, dropout=0.0), randomized, eval: logits, merge every layer, logits."""
-    wrapped = lora.wrap_minigpt_with_lora(minigpt(**model), r=4, alpha=8.0, dropout=0.0)
-    randomize_lora(wrapped)
+def merge_wrapped_minigpt(lora: ModuleType, model: dict[str, Any], idx: torch.Tensor, r: int, alpha: float,
+                          adapter_std: float) -> dict[str, Any]:
+    """The MiniGPT wrapped (r, alpha, dropout=0.0), its adapter drawn N(0, adapter_std²), eval: logits, merge every layer, logits."""
+    wrapped = lora.wrap_minigpt_with_lora(minigpt(**model), r=r, alpha=alpha, dropout=0.0)
+    randomize_lora(wrapped, adapter_std)
     wrapped.eval()
     with torch.no_grad():
         before = tensor(wrapped(idx)[0])
