@@ -134,7 +134,15 @@ FORK_SERVER = sys.platform == "linux"
 SANDBOX_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def _limit_resources(limits: Limits) -> Callable[[], None]:
+def sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A sandboxed run's environment: env plus a few harmless variables of the grader's (SANDBOX_ENV_KEEP)."""
+    keep = {k: os.environ[k] for k in SANDBOX_ENV_KEEP if k in os.environ}
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", **keep, **env}
+
+
+def limit_resources(limits: Limits) -> Callable[[], None]:
+    """A preexec_fn that applies limits.memory_mb and limits.output_mb to the child (test_timeout_s is the caller's)."""
+
     def apply() -> None:  # runs in the child, between fork and exec
         if limits.memory_mb is not None:
             size = limits.memory_mb * 2**20
@@ -168,12 +176,11 @@ def run_limited(
     run_env = dict(env)
     if sandbox is not None:
         command = sandboxed(command, workdir=cwd, writable=sandbox)
-        keep = {k: os.environ[k] for k in SANDBOX_ENV_KEEP if k in os.environ}
-        run_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", **keep, **env}
+        run_env = sandbox_env(env)
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
             command, cwd=cwd, env=run_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_limit_resources(limits),
+            start_new_session=True, preexec_fn=limit_resources(limits),
         )  # fmt: skip
         return _supervise(proc.pid, lambda: proc.poll() is None, proc.wait, out, timeout, watch)
 

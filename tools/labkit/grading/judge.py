@@ -23,21 +23,20 @@ import builtins
 import contextlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import pytest
 
 from labkit.core.channel import ChannelClosed, ChannelError, ChannelTimeout, receive, send
+from labkit.core.overlay import Limits, limit_resources, sandbox_env
 from labkit.core.sandbox import LABKIT_DIR, sandboxed
 from labkit.core.seccomp import program_fd
 from labkit.core.worker import import_problem
@@ -51,9 +50,6 @@ HUNG_BLOCK = (
 STARTUP_S = 120.0  # seconds a worker may take to import torch and the submission
 MAX_EVIDENCE = 5  # broken frames kept as evidence (one is enough to withhold)
 STDERR_TAIL = 2000  # characters of a dead worker's stderr quoted in its test's failure
-#: The variables a sandboxed worker inherits from the grader's environment; nothing else (no tokens).
-WORKER_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
-                   "OPENBLAS_L2_SIZE")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -112,15 +108,14 @@ class _Worker:
         seccomp_fd = program_fd() if config.sandbox else None
         if config.sandbox:
             command = sandboxed(command, workdir=workdir, read_only=True, seccomp_fd=seccomp_fd)
-            keep = {k: os.environ[k] for k in WORKER_ENV_KEEP if k in os.environ}
-            env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", **keep, **env}
+            env = sandbox_env(env)
         else:
             env = {**os.environ, **env}
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         try:
             self.proc = subprocess.Popen(
                 command, cwd=workdir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                start_new_session=True, preexec_fn=_limits(config.memory_mb, config.output_mb),
+                start_new_session=True, preexec_fn=limit_resources(Limits(config.memory_mb, config.output_mb)),
                 pass_fds=() if seccomp_fd is None else (seccomp_fd,),
             )  # fmt: skip
         finally:
@@ -154,15 +149,6 @@ class _Worker:
         return f"({status})" + (f"; its last output:\n{tail}" if tail else "")
 
 
-def _limits(memory_mb: int | None, output_mb: int | None) -> Callable[[], None]:
-    def apply() -> None:  # in the child, between fork and exec
-        for limit, mb in ((resource.RLIMIT_AS, memory_mb), (resource.RLIMIT_FSIZE, output_mb)):
-            if mb is not None:
-                resource.setrlimit(limit, (mb * 2**20, mb * 2**20))
-
-    return apply
-
-
 class Judge:
     """The plugin's state for one session: the worker, the time limits, the hangs, the record."""
 
@@ -173,13 +159,12 @@ class Judge:
         self.hangs: Counter[str] = Counter()
         self.test_started = time.monotonic()
 
-    def observe(self, request: pytest.FixtureRequest, name: str, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
-        """What scenario name observed on inputs: run here, or by the worker (see the module's docstring)."""
+    def observe(self, block: str, name: str, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
+        """What scenario name observed on inputs, for a test of block: run here, or by the worker (see the module)."""
         if self.record.import_error is not None:
             raise SubmissionImportError(self.record.import_error)
         if self.config.worker_dir is None:
             return self._here(name, inputs, seed)
-        block = _block(request.node)
         if self.hangs[block] >= HANGS_PER_BLOCK:
             raise Timeout(HUNG_BLOCK)
         deadline = self._deadline()
@@ -197,7 +182,7 @@ class Judge:
             why = self._stop()
             raise Crash(f"the process running your code died during the scenario {name} {why}") from None
         except ChannelError as exc:
-            return self._broken(name, str(exc))
+            self._broken(name, str(exc))
         return self._answer(name, reply)
 
     def _here(self, name: str, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -245,22 +230,18 @@ class Judge:
             self.record.import_error = f"the process ended while importing the submission {why}"
             raise SubmissionImportError(self.record.import_error) from None
         except ChannelError as exc:
-            self._stop()
-            self._evidence(str(exc))
-            raise ProtocolError(f"the process running your code broke the grader's protocol ({exc})") from None
+            self._broken("its greeting", str(exc))
         if type(hello) is dict and type(hello.get("import_error")) is str:
             self._stop()
             self.record.import_error = hello["import_error"]
             raise SubmissionImportError(self.record.import_error)
         if hello != {"ready": True}:
-            self._stop()
-            why = f"a first frame that is not the worker's greeting: {str(hello)[:100]}"
-            self._evidence(why)
-            raise ProtocolError(f"the process running your code broke the grader's protocol ({why})")
+            self._broken("its greeting", f"a first frame that is not the worker's greeting: {str(hello)[:100]}")
         worker.greeted = True
         return worker
 
-    def _broken(self, name: str, why: str) -> dict[str, Any]:
+    def _broken(self, name: str, why: str) -> NoReturn:
+        """Stop the worker, keep why as evidence, and fail the scenario name."""
         self._stop()
         self._evidence(f"{name}: {why}")
         raise ProtocolError(f"the process running your code broke the grader's protocol ({why})")
@@ -273,7 +254,7 @@ class Judge:
         raised = reply.get("raised") if type(reply) is dict and set(reply) == {"raised"} else None
         if type(raised) is dict and type(raised.get("type")) is str and type(raised.get("message")) is str:
             raise _exception(raised["type"], raised["message"])
-        return self._broken(name, f"an answer that is neither an observation nor an exception: {str(reply)[:100]}")
+        self._broken(name, f"an answer that is neither an observation nor an exception: {str(reply)[:100]}")
 
     def _evidence(self, text: str) -> None:
         if len(self.record.evidence) < MAX_EVIDENCE:
@@ -290,7 +271,7 @@ class Judge:
         if self.record.import_error is not None:
             return
         self.test_started = time.monotonic()
-        self.record.notes = measure(lambda name, inputs, seed: self.observe(_NOTES_REQUEST, name, inputs, seed))
+        self.record.notes = measure(lambda name, inputs, seed: self.observe("", name, inputs, seed))  # no block
 
     def finish(self) -> None:
         self._stop()
@@ -313,24 +294,12 @@ def _block(node: Any) -> str:
     return markers[0] if markers else ""
 
 
-class _NotesNode:
-    """The notes measurement's stand-in for a test: no block."""
-
-    def iter_markers(self) -> list[Any]:
-        return []
-
-
-class _NotesRequest:
-    node = _NotesNode()
-
-
-_NOTES_REQUEST: Any = _NotesRequest()
 _judge: list[Judge] = []  # the session's Judge, once configured
 
 
 def observe(request: pytest.FixtureRequest, name: str, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
     """conftest's observe fixture hands every call here when this plugin is loaded."""
-    return _judge[0].observe(request, name, inputs, seed)
+    return _judge[0].observe(_block(request.node), name, inputs, seed)
 
 
 def pytest_configure(config: pytest.Config) -> None:

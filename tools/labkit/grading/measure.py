@@ -33,7 +33,7 @@ def merge_bound(output_before: float) -> float:
 #: The notes measurement's sizes, as the lab gives them: LoRALinear(nn.Linear(64, 64), r=8, alpha=16)
 #: on a batch of 16 rows, and the spread of the non-zero lora_B that stands for some training.
 SIZE, ROWS, TRAINED_B_STD = 64, 16, 0.02
-#: The keys whose value the notes scenario reports, each read by one function of the observation.
+#: How measure reaches the candidate's code: observe(scenario name, inputs, seed) -> what it observed.
 Observe = Callable[[str, dict[str, Any], int], dict[str, Any]]
 
 
