@@ -284,13 +284,17 @@ MODULE_STEPS: dict[str, Callable[[nn.Module], nn.Module]] = {
 
 @scenario
 def freeze_through_steps(lora: ModuleType, base: dict[str, Any], r: int, steps: list[str]) -> dict[str, Any]:
-    """LoRALinear(base, r) taken through steps (MODULE_STEPS) in order: its parameters after each, lora_A's dtype at the end."""
-    layer = lora.LoRALinear(linear(base), r=r)
+    """LoRALinear(base, r) taken through steps (MODULE_STEPS) in order: its parameters after each,
+    whether its base is the layer it was given, and lora_A's dtype at the end (None if it has none)."""
+    original = linear(base)
+    layer = lora.LoRALinear(original, r=r)
+    base_is_original = getattr(layer, "base", None) is original
     after = []
     for label in steps:
         layer = MODULE_STEPS[label](layer)
         after.append(parameters(layer, values=False))
-    return {"after": after, "lora_A_dtype": str(layer.lora_A.dtype)}
+    dtype = getattr(getattr(layer, "lora_A", None), "dtype", None)
+    return {"after": after, "base_is_original": base_is_original, "lora_A_dtype": str(dtype)}
 
 
 @scenario
@@ -514,6 +518,20 @@ def reload_into_fresh_model(lora: ModuleType, trained: dict[str, Any], idx: torc
 
 
 @scenario
+def trainable_through_loading(lora: ModuleType, trained: dict[str, Any]) -> dict[str, Any]:
+    """The trained model's adapter loaded into the same model freshly wrapped: the fresh model's
+    parameters (no values) before and after, and what saving or loading raised."""
+    fresh = trained_wrapped_gpt(lora, trained)
+    randomize_lora(fresh)
+    before = parameters(fresh, values=False)
+    saving: dict[str, Any] = {}
+    problem = raised(lambda: saving.update(state=lora.lora_state_dict(trained_wrapped_gpt(lora, trained))))
+    if problem is None:
+        problem = raised(lambda: lora.load_lora_state_dict(fresh, saving["state"]))
+    return {"before": before, "raised": problem, "after": parameters(fresh, values=False)}
+
+
+@scenario
 def saved_state(lora: ModuleType, trained: dict[str, Any]) -> dict[str, Any]:
     """lora_state_dict of the trained model."""
     return {"state": saved(lora.lora_state_dict(trained_wrapped_gpt(lora, trained)))}
@@ -541,7 +559,8 @@ def load_bad_state(lora: ModuleType, trained: dict[str, Any], state: dict[str, A
 @scenario
 def merge_equivalence(lora: ModuleType, base: dict[str, Any], x: torch.Tensor, r: int, alpha: float,
                       freeze_base: bool, lora_A: torch.Tensor, lora_B: torch.Tensor) -> dict[str, Any]:
-    """LoRALinear(base, r, alpha, freeze_base) given lora_A / lora_B: forward on x, merge_(), forward again."""
+    """LoRALinear(base, r, alpha, freeze_base) given lora_A / lora_B: forward on x, merge_(), forward
+    again (and the layer as it is then), merge_() a second time, forward again."""
     given = linear(base)
     layer = lora.LoRALinear(given, r=r, alpha=alpha, freeze_base=freeze_base)
     with torch.no_grad():
@@ -553,14 +572,19 @@ def merge_equivalence(lora: ModuleType, base: dict[str, Any], x: torch.Tensor, r
     layer.merge_()
     with torch.no_grad():
         after = tensor(layer(x))
-    return {"before": before, "after": after, "flags": flags, "weight": tensor(given.weight),
+    seen = {"before": before, "after": after, "flags": flags, "weight": tensor(given.weight),
             "lora_A": tensor(layer.lora_A), "lora_B": tensor(layer.lora_B),
             "parameters": parameters(layer, values=False)}
+    layer.merge_()  # the factors are zero now: a second merge changes nothing
+    with torch.no_grad():
+        seen["after_twice"] = tensor(layer(x))
+    return seen
 
 
 @scenario
 def merge_twice_and_reinit(lora: ModuleType, base: dict[str, Any], x: torch.Tensor) -> dict[str, Any]:
-    """LoRALinear(base, r=4, alpha=8.0) randomized, merged twice, lora_A re-initialized, one backward.
+    """LoRALinear(base, r=4, alpha=8.0) randomized, merged twice (its parameters then), lora_A
+    re-initialized, one forward and backward.
 
     The kaiming re-initialization of lora_A stands for the user starting a new adapter.
     """
@@ -568,19 +592,14 @@ def merge_twice_and_reinit(lora: ModuleType, base: dict[str, Any], x: torch.Tens
 
     layer = lora.LoRALinear(linear(base), r=4, alpha=8.0)
     randomize_lora(layer)
-    with torch.no_grad():
-        before = tensor(layer(x))
     first_a = layer.lora_A
     layer.merge_()
-    layer.merge_()  # the factors are zero now: a second merge changes nothing
-    with torch.no_grad():
-        merged = tensor(layer(x))
+    layer.merge_()
     observed: dict[str, Any] = {
-        "before": before,
-        "merged": merged,
         "lora_A_is_same": layer.lora_A is first_a,
         "lora_A_is_parameter": isinstance(first_a, nn.Parameter),
         "lora_A_requires_grad": bool(first_a.requires_grad),
+        "merged_parameters": parameters(layer, values=False),
     }
     nn.init.kaiming_uniform_(layer.lora_A, a=math.sqrt(5))  # start a new adapter
     out = layer(x)

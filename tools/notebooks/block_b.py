@@ -243,8 +243,8 @@ print("nn.Linear layers left as they were:", unwrapped)
 ## Only the adapter is trainable
 
 After wrapping, exactly the `lora_A` / `lora_B` parameters have `requires_grad=True`: invariant 2 of
-the blueprint (the graded tests `test_freeze_wrap_minigpt_default_targets` and
-`test_param_count_wrapped_minigpt`). Embeddings, layer norms, `lm_head` and the wrapped bases are
+the blueprint (the graded test `test_freeze_wrap_minigpt_only_lora_trainable`; the count is
+`test_param_count_wrapped_minigpt`'s). Embeddings, layer norms, `lm_head` and the wrapped bases are
 all frozen.
 
 The trainable fraction is large here because the model is tiny and its embeddings and `lm_head` are
@@ -255,9 +255,9 @@ Record the count and the fraction in your `notes.md` next to the block A values.
 ## Solo el adaptador es entrenable
 
 Tras envolver, exactamente los parámetros `lora_A` / `lora_B` tienen `requires_grad=True`: el
-invariante 2 de `BLUEPRINT.md` (los tests evaluables `test_freeze_wrap_minigpt_default_targets` y
-`test_param_count_wrapped_minigpt`). Los embeddings, las normalizaciones de capa, `lm_head` y las
-bases envueltas están todos congelados.
+invariante 2 de `BLUEPRINT.md` (el test evaluable `test_freeze_wrap_minigpt_only_lora_trainable`; la
+cuenta la comprueba `test_param_count_wrapped_minigpt`). Los embeddings, las normalizaciones de capa,
+`lm_head` y las bases envueltas están todos congelados.
 
 La fracción entrenable es grande aquí porque el modelo es diminuto y sus embeddings y su `lm_head`
 pesan mucho en él; en un modelo de miles de millones de parámetros la misma receta entrena bastante

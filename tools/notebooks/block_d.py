@@ -291,8 +291,11 @@ The lab asks that re-randomizing the factors after a merge must not break anythi
 `lora_A` again (kaiming-uniform, as at construction) leaves the output unchanged, exactly, because
 `lora_B` is still zero: the layer is back in the state of block A, a new adapter at identity, now
 around the merged weight. One backward pass shows it learns like a new one: `lora_B` gets a
-gradient, `lora_A`'s is zero at this first step, the base gets none. This and the second merge
-above are what the graded `test_merge_twice_and_reinit_then_train` checks.
+gradient, `lora_A`'s is zero at this first step, the base gets none.
+
+Of this and the second merge above, the graded tests check two things: that merging a second time
+leaves the output unchanged (`test_merge_equivalence`), and that after merging the base stays frozen
+and a fresh adapter learns again (`test_merge_twice_and_reinit_then_train`).
 """,
         es="""
 ## Un adaptador nuevo sobre el peso fusionado
@@ -302,8 +305,11 @@ El enunciado del laboratorio pide que volver a sortear los factores tras una fus
 `lora_B` sigue valiendo cero: la capa vuelve al estado del bloque A, un adaptador nuevo en la
 identidad, ahora alrededor del peso fusionado. Una pasada hacia atrás muestra que aprende como uno
 nuevo: `lora_B` recibe gradiente, el de `lora_A` es cero en este primer paso y la base no recibe
-ninguno. Esto y la segunda fusión de más arriba es lo que comprueba el test evaluable
-`test_merge_twice_and_reinit_then_train`.
+ninguno.
+
+De esto y de la segunda fusión de más arriba, los tests evaluables comprueban dos cosas: que fusionar
+por segunda vez deje la salida igual (`test_merge_equivalence`) y que, tras fusionar, la base siga
+congelada y un adaptador nuevo vuelva a aprender (`test_merge_twice_and_reinit_then_train`).
 """,
     ),
     code(

@@ -16,8 +16,11 @@ import pytest
 from labkit.core import overlay
 from labkit.core.labinfo import load_lab
 from labkit.core.overlay import WORKBOOK_ROOT
+from labkit.grading import check
+from labkit.grading import grade as grade_cli
 from labkit.grading.check import WIDTH, cell_error, notebook_report, wrap
-from labkit.grading.grader import ItemGrade, failure_message, grade_from_json
+from labkit.grading.grader import BlockGrade, Grade, ItemGrade, failure_message, grade_from_json
+from labkit.grading.grader import TestResult as Result  # not collected as a test class
 from labkit.grading.measure import (
     EXPECTED_PARAMS,
     compare,
@@ -207,3 +210,20 @@ def test_check_notebooks_names_the_first_failing_cell() -> None:
     assert match, run.stdout
     assert "\x1b[" not in run.stdout and "Traceback" not in run.stdout
     assert "block_a_identity.ipynb:" not in run.stdout  # only the block asked for
+
+
+def test_a_broken_invariant_is_said_first_in_both_languages() -> None:
+    lab = load_lab()
+    failure = Result("test_lora_init_identity[bias-float32]", "failed", "output differs from base(x) by 0.1",
+                         "AssertionError")  # fmt: skip
+    blocks = [BlockGrade(b.id, b.title["en"], 0.0 if b.id == "A" else b.points, b.points, 1, 2,
+                         "failing" if b.id == "A" else "done", [failure] if b.id == "A" else [], 7, 8,
+                         ["identity"] if b.id == "A" else [])
+              for b in lab.blocks]  # fmt: skip
+    item = ItemGrade(5.0, 5.0, True, "")
+    grade = Grade("x", blocks, item, item, {}, 1.0)
+    for lang, said in (("en", "Invariant broken: Identity at init"), ("es", "Invariante roto: Identidad al inicio")):
+        text = check.render(grade, lab, lang)
+        assert said in text and text.index(said) < text.index("output differs from base(x)"), text
+        assert " 0/24 " in text and " 7/8 " in text, text
+        assert said in grade_cli.feedback_markdown(grade, lang)

@@ -9,6 +9,7 @@ Grading a class in shards and merging gives the same gradebook as grading it at 
 from __future__ import annotations
 
 import csv
+import random
 import shutil
 import subprocess
 import sys
@@ -19,10 +20,13 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from labkit.core.labinfo import load_lab
-from labkit.core.overlay import WORKBOOK_ROOT
+from labkit.core.overlay import REFERENCE, WORKBOOK_ROOT
 from labkit.grading import grade as grade_cli
+from labkit.grading import classroom
 from labkit.grading.classroom import WORKFLOW_PATH as CLASSROOM_PATH
 from labkit.grading.examples import materialize
+from labkit.grading.grader import expected_tests
+from labkit.grading.points import block_rules, score_block
 from labkit.grading.workflows import GRADE_CLASS_PATH, WORKFLOWS
 
 #: Cheap example submissions (each graded in ~10 s): one that works in part, two that do not import.
@@ -47,9 +51,39 @@ def test_workflows_are_generated_from_the_metadata() -> None:
         assert path.read_text(encoding="utf-8") == render(lab), (
             f"{path.relative_to(WORKBOOK_ROOT)} is stale: run python -m labkit.grading.workflows --write"
         )
-    classroom = CLASSROOM_PATH.read_text(encoding="utf-8")
-    for block in lab.blocks:
-        assert f"-m {block.marker} " in classroom
+
+
+def test_classroom_scores_blocks_as_grade_does() -> None:
+    # Each step earns its max-score when `--step RULE GATE...` says so. For any outcome of the rules
+    # (random, seeded: passing, failing a check, raising), the steps of a block must add up to what
+    # labkit.grading.points gives that block.
+    lab = load_lab()
+    steps = [s for s in _load(CLASSROOM_PATH)["jobs"]["run-autograding-tests"]["steps"]
+             if s.get("uses", "").startswith("classroom-resources/autograding-command-grader")]  # fmt: skip
+    rules = block_rules(lab, expected_tests())
+    rng = random.Random(20)
+    for _ in range(300):
+        outcome = {name: rng.choice([(True, None), (True, None), (True, None), (False, "AssertionError"), (False, "ValueError")])
+                   for names in rules.values() for name in names}  # fmt: skip
+        for block in lab.blocks:
+            earned = 0.0
+            for step in steps:
+                if step["name"].startswith(f"Block {block.id}: "):
+                    selected = step["with"]["command"].split("--step ")[1].split()
+                    cases = [(f"{lab.graded_tests}::{name}[case]", *outcome[name]) for name in selected]
+                    earned += float(step["with"]["max-score"]) * classroom.step_earns(lab, selected[0], cases)
+            cases = [(f"{lab.graded_tests}::{name}[case]", *outcome[name]) for name in rules[block.marker]]
+            assert earned == score_block(block, lab, cases).points, (block.id, outcome)
+    typecheck = [s for s in steps if s["id"] == "typecheck"]
+    assert len(steps) == sum(map(len, rules.values())) + len(typecheck) and len(typecheck) == 1
+
+
+def test_a_classroom_step_runs_its_tests() -> None:
+    # The reference earns a step; the stubs (the workbook's own lora.py) do not.
+    lab = load_lab()
+    gate = ["test_lora_init_identity", "test_freeze_only_lora_learns"]
+    assert classroom.run_step(lab, "test_param_count_linear", gate, REFERENCE) == 0
+    assert classroom.run_step(lab, "test_param_count_linear", gate) == 1
 
 
 def test_every_workflow_passes_githubs_schema() -> None:

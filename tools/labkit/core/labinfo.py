@@ -1,4 +1,4 @@
-"""The lab's metadata, read from labs/lab.toml: blocks, points, markers, notebooks and hints.
+"""The lab's metadata, read from labs/lab.toml: blocks, points, invariants, markers, notebooks and hints.
 
 The student's `check`, the instructor's `grade`, the GitHub Classroom workflow and the docs read it
 from here, so that nothing repeats it.
@@ -43,6 +43,16 @@ class Extra:
 
 
 @dataclass(frozen=True)
+class Invariant:
+    """One of the lab's three invariants: the graded test functions that state it gate their block."""
+
+    id: str  # "identity"
+    title: dict[str, str]
+    why: dict[str, str]  # why it is non-negotiable, for the feedback
+    tests: tuple[str, ...]  # test function names in the graded tests file
+
+
+@dataclass(frozen=True)
 class Rules:
     """The lab's code rule, checked statically by labkit.grading.rules (lab.toml's [rules] explains each list)."""
 
@@ -63,6 +73,8 @@ class Lab:
     submission: str
     graded_tests: str
     blocks: tuple[Block, ...]
+    rule_points: float  # what each rule (graded test function) of a block is worth
+    invariants: tuple[Invariant, ...]
     typecheck: Extra
     typecheck_command: tuple[str, ...]
     notes: Extra
@@ -73,6 +85,9 @@ class Lab:
     @property
     def total_points(self) -> float:
         return sum(b.points for b in self.blocks) + self.typecheck.points + self.notes.points
+
+    def invariant(self, invariant_id: str) -> Invariant:
+        return next(i for i in self.invariants if i.id == invariant_id)
 
     def block(self, block_id: str) -> Block:
         for b in self.blocks:
@@ -93,6 +108,14 @@ def load_lab(path: Path = LAB_FILE) -> Lab:
             missing = [lang for lang in LANGUAGES if not getattr(b, field).get(lang)]
             if missing:
                 raise ValueError(f"{path}: block {b.id} has no {field} in {', '.join(missing)}")
+    invariants = tuple(
+        Invariant(i["id"], i["title"], i["why"], tuple(i["tests"])) for i in data["invariants"]
+    )
+    for inv in invariants:
+        missing = [f"{field} in {lang}" for field in ("title", "why") for lang in LANGUAGES
+                   if not getattr(inv, field).get(lang)]  # fmt: skip
+        if missing or not inv.tests:
+            raise ValueError(f"{path}: invariant {inv.id} has no {', '.join(missing) or 'tests'}")
     tc, notes = data["typecheck"], data["notes"]
     return Lab(
         id=data["lab"]["id"],
@@ -100,6 +123,8 @@ def load_lab(path: Path = LAB_FILE) -> Lab:
         submission=data["lab"]["submission"],
         graded_tests=data["lab"]["graded_tests"],
         blocks=blocks,
+        rule_points=float(data["points"]["rule_points"]),
+        invariants=invariants,
         typecheck=Extra(float(tc["points"]), tc["title"]),
         typecheck_command=tuple(tc["command"]),
         notes=Extra(float(notes["points"]), notes["title"]),

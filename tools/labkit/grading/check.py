@@ -34,13 +34,14 @@ from labkit.grading.grader import (
     failure_message,
     grade_submission,
 )
+from labkit.grading.points import broken_message
 from labkit.grading.submission import Submission
 
 PUBLIC_SEED = 0
 WIDTH = 88  # columns of wrapped text (hints, the code rule)
 NOTEBOOK_TIMEOUT = 600.0  # seconds for all the notebooks
 
-_COLS = {"en": ("block", "tests", "status"), "es": ("bloque", "tests", "estado")}
+_COLS = {"en": ("block", "rules", "points", "status"), "es": ("bloque", "reglas", "puntos", "estado")}
 _TEXT: dict[str, dict[str, str]] = {
     "en": {
         "head": "{title}: {points:g} / {max:g} points",
@@ -106,12 +107,13 @@ def render(grade: Grade, lab: Lab, lang: str) -> str:
     if grade.problem:
         return "\n".join([*lines, t["problem"], grade.problem[lang]])
     cols = _COLS[lang]
-    lines.append(f"  {cols[0]:44} {cols[1]:>7}  {cols[2]}")
+    lines.append(f"  {cols[0]:44} {cols[1]:>7}  {cols[2]:>7}  {cols[3]}")
     for b in grade.blocks:
         title = f"{b.id}  {lab.block(b.id).title[lang]}"
-        lines.append(f"{_mark(b)} {title:44} {b.passed:>3}/{b.total:<3}  {STATUS_LABELS[lang][b.status]}")
+        lines.append(f"{_mark(b)} {title:44} {_fraction(b.rules_passed, b.rules)}  "
+                     f"{_fraction(b.points, b.max_points)}  {STATUS_LABELS[lang][b.status]}")  # fmt: skip
     for key, item in (("typecheck", grade.typecheck), ("notes", grade.notes)):
-        lines.append(f"{'✓' if item.ok else '✗'} {t[key]:44} {'':7}  {item.points:g}/{item.max_points:g}")
+        lines.append(f"{'✓' if item.ok else '✗'} {t[key]:44} {'':7}  {_fraction(item.points, item.max_points)}")
     pending = [b for b in grade.blocks if b.status != "done"]
     lines.append("")
     if not pending:
@@ -120,13 +122,20 @@ def render(grade: Grade, lab: Lab, lang: str) -> str:
         block = next((b for b in pending if b.status != "not started"), pending[0])
         failure = block.failures[0]
         message = failure_message(failure.message, failure.exc_type).strip()[:1500]
-        lines += [t["first"].format(block=block.id, test=failure.name), "", _indent(message), ""]
+        lines += [t["first"].format(block=block.id, test=failure.name), ""]
+        lines += [wrap(broken_message(lab.invariant(i), block.id, lang), "    ") + "\n" for i in block.broken]
+        lines += [_indent(message), ""]
         lines.append(t["notebook"].format(notebook=lab.block(block.id).notebook_in(lang), block=block.id))
         lines.append(t["next"].format(block=block.id))
     for item in (grade.typecheck, grade.notes):
         if not item.ok and item.text(lang):
             lines += ["", _indent(item.text(lang).strip()[:1500])]
     return "\n".join(lines)
+
+
+def _fraction(points: float, max_points: float) -> str:
+    """ "27/27", aligned in a 7-column cell."""
+    return f"{points:>3g}/{max_points:<3g}"
 
 
 def _mark(block: BlockGrade) -> str:
@@ -142,9 +151,9 @@ def progress_line(key: str, result: BlockGrade | ItemGrade, lab: Lab, lang: str)
     if isinstance(result, BlockGrade):
         title = f"{result.id}  {lab.block(result.id).title[lang]}"
         status = "" if result.status == "done" else f"  {STATUS_LABELS[lang][result.status]}"
-        return f"  {title:44} {result.passed:>3}/{result.total:<3} {_mark(result)}{status}"
+        return f"  {title:44} {_fraction(result.points, result.max_points)} {_mark(result)}{status}"
     label = _TEXT[lang][key]
-    return f"  {label:44} {result.points:>3g}/{result.max_points:<3g} {'✓' if result.ok else '✗'}"
+    return f"  {label:44} {_fraction(result.points, result.max_points)} {'✓' if result.ok else '✗'}"
 
 
 def run_once(lab: Lab, lang: str, notebooks: Sequence[Block] = ()) -> Grade:

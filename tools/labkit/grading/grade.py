@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import csv
 import json
+import queue
 import sys
 import tempfile
 import time
@@ -44,6 +45,7 @@ from labkit.grading.grader import (
     grade_from_json,
     grade_or_report,
 )
+from labkit.grading.points import broken_message
 from labkit.grading.submission import Submission, find_submission, holds_lora
 
 _TEXT = {
@@ -53,7 +55,7 @@ _TEXT = {
         "problem": "Nothing could be graded",
         "block": "Block",
         "points": "points",
-        "tests": "tests passed",
+        "rules": "rules passed",
         "status": "status",
         "typecheck": "Type check",
         "notes": "Notes file",
@@ -70,7 +72,7 @@ _TEXT = {
         "problem": "No se pudo calificar nada",
         "block": "Bloque",
         "points": "puntos",
-        "tests": "tests superados",
+        "rules": "reglas superadas",
         "status": "estado",
         "typecheck": "Comprobación de tipos",
         "notes": "Archivo de notas",
@@ -123,10 +125,11 @@ def feedback_markdown(grade: Grade, lang: str) -> str:
         lines += [f"**{t['notices']}:** " + "; ".join(n[lang] for n in grade.notices), ""]
     if grade.problem:
         lines += [f"**{t['problem']}:**", "", "```text", grade.problem[lang], "```", ""]
-    lines += [f"| {t['block']} | {t['points']} | {t['tests']} | {t['status']} |", "|---|---|---|---|"]
+    lines += [f"| {t['block']} | {t['points']} | {t['rules']} | {t['status']} |", "|---|---|---|---|"]
     for b in grade.blocks:
         title = lab.block(b.id).title[lang]
-        lines.append(f"| {b.id}: {title} | {b.points:g} / {b.max_points:g} | {b.passed} / {b.total} | {STATUS_LABELS[lang][b.status]} |")
+        lines.append(f"| {b.id}: {title} | {b.points:g} / {b.max_points:g} | {b.rules_passed} / {b.rules} | "
+                     f"{STATUS_LABELS[lang][b.status]} |")  # fmt: skip
     for label, item in ((t["typecheck"], grade.typecheck), (t["notes"], grade.notes)):
         lines.append(f"| {label} | {item.points:g} / {item.max_points:g} | | {'ok' if item.ok else '✗'} |")
     lines += ["", f"## {t['failures']}", ""]
@@ -137,6 +140,8 @@ def feedback_markdown(grade: Grade, lang: str) -> str:
         lines.append(t["none"])
     if not_started:
         lines += [f"- {STATUS_LABELS[lang]['not started']}: {', '.join(not_started)} (NotImplementedError)", ""]
+    if not grade.problem:
+        lines += [f"- {broken_message(lab.invariant(i), b.id, lang)}\n" for b in grade.blocks for i in b.broken]
     for block_id, failure in failures:
         message = failure_message(failure.message, failure.exc_type).strip()[:2000]
         lines += [f"### {block_id} · `{failure.name}` ({failure.outcome})", "", "```text", message, "```", ""]
@@ -209,14 +214,29 @@ def grade_all(
     sandbox: bool = True,
     mypy_cache: Path | None = None,
 ) -> list[Grade]:
-    """Grade submissions, jobs at a time; mypy's cache is shared by the batch (in mypy_cache, if given)."""
+    """Grade submissions, jobs at a time.
+
+    mypy's cache is kept for the batch (in mypy_cache, if given), one per job: two mypy processes
+    must never share one, as mypy's cache is not safe for concurrent runs (python/mypy#14521, #21136);
+    a crashed mypy would cost a correct submission its type check.
+    """
     grades: list[Grade] = []
     with tempfile.TemporaryDirectory(prefix="labkit-mypy-") as cache, ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {
-            pool.submit(grade_or_report, s, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
-                        mypy_cache=mypy_cache or Path(cache), sandbox=sandbox): s
-            for s in submissions
-        }
+        caches: queue.Queue[Path] = queue.Queue()
+        for job in range(1, jobs + 1):
+            job_cache = (mypy_cache or Path(cache)) / f"job-{job}"
+            job_cache.mkdir(parents=True, exist_ok=True)
+            caches.put(job_cache)
+
+        def grade_one(submission: Submission) -> Grade:
+            job_cache = caches.get()  # held by this job until its grade is done
+            try:
+                return grade_or_report(submission, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
+                                       mypy_cache=job_cache, sandbox=sandbox)  # fmt: skip
+            finally:
+                caches.put(job_cache)
+
+        futures = {pool.submit(grade_one, s): s for s in submissions}
         for done, future in enumerate(as_completed(futures), 1):
             grade = future.result()
             grades.append(grade)

@@ -47,6 +47,7 @@ from labkit.core.overlay import (
 )
 from labkit.grading.judge import JUDGE_ENV, JudgeConfig, JudgeRecord
 from labkit.grading.measure import judge, parse_notes
+from labkit.grading.points import score_block
 from labkit.grading.rules import check_source
 from labkit.grading.submission import (
     MAX_NOTES_BYTES,
@@ -96,7 +97,10 @@ class BlockGrade:
     passed: int
     total: int
     status: str  # done, failing, not started, crashed
-    failures: list[TestResult] = field(default_factory=list)
+    failures: list[TestResult] = field(default_factory=list)  # in the order the feedback shows them
+    rules_passed: int = 0  # rules: graded test functions, all cases together (labkit.grading.points)
+    rules: int = 0
+    broken: list[str] = field(default_factory=list)  # the ids of the invariants that failed here
 
 
 @dataclass
@@ -224,7 +228,7 @@ def grade_submission(
         with tempfile.TemporaryDirectory(prefix="labkit-submission-") as tmp:
             lora = Path(tmp) / "lora.py"
             lora.write_text(source, encoding="utf-8")
-            mypy = _Background(lambda: _run_mypy(lora, lab, limits, mypy_cache, sandbox))
+            mypy = _Background(lambda: run_mypy(lora, lab, limits, mypy_cache, sandbox))
             expected = expected_tests(hidden)
             reported: set[str] = set()
             outcomes, problem, record = _run_judge(
@@ -237,14 +241,14 @@ def grade_submission(
                 final = _test_results(expected, outcomes, problem)
                 for block in lab.blocks:
                     if block.id not in reported:
-                        progress(block.id, _block_grade(block, expected, final))
+                        progress(block.id, _block_grade(block, lab, expected, final))
             notes = _notes(record.notes, submission.notes, lab) if not problem else notes
-            typecheck = _typecheck(*mypy.result(), lab, any_passed, typing_escapes(source))
+            typecheck = typecheck_item(*mypy.result(), lab, any_passed, typing_escapes(source))
             if progress is not None:
                 progress("typecheck", typecheck)
                 progress("notes", notes)
     tests = _test_results(expected, outcomes, problem)
-    blocks = [_block_grade(block, expected, tests) for block in lab.blocks]
+    blocks = [_block_grade(block, lab, expected, tests) for block in lab.blocks]
     notices = [] if sandbox else [UNSANDBOXED]
     return Grade(submission.name, blocks, typecheck, notes, problem, round(time.monotonic() - start, 1), tests,
                  violations, notices)  # fmt: skip
@@ -302,7 +306,7 @@ def _block_progress(
             mine = [nodeid for nodeid, marker in expected if marker == block.marker]
             if block.id not in reported and all(n in outcomes and outcomes[n].outcome != "not run" for n in mine):
                 reported.add(block.id)
-                report(block.id, _block_grade(block, expected, _test_results(expected, outcomes, {})))
+                report(block.id, _block_grade(block, lab, expected, _test_results(expected, outcomes, {})))
 
     return seen
 
@@ -413,8 +417,9 @@ def _run_judge(
     return {o.nodeid: o for o in run.outcomes}, {}, record
 
 
-def _block_grade(block: Block, expected: Sequence[tuple[str, str]], tests: list[TestResult]) -> BlockGrade:
-    mine = [t for (_, marker), t in zip(expected, tests, strict=True) if marker == block.marker]
+def _block_grade(block: Block, lab: Lab, expected: Sequence[tuple[str, str]], tests: list[TestResult]) -> BlockGrade:
+    cases = [(nodeid, t) for (nodeid, marker), t in zip(expected, tests, strict=True) if marker == block.marker]
+    mine = [t for _, t in cases]
     passed = sum(t.outcome == "passed" for t in mine)
     failures = [t for t in mine if t.outcome != "passed"]
     if not failures:
@@ -425,11 +430,13 @@ def _block_grade(block: Block, expected: Sequence[tuple[str, str]], tests: list[
         status = "crashed"
     else:
         status = "failing"
-    points = round(block.points * passed / len(mine), 2) if mine else 0.0
-    return BlockGrade(block.id, block.title["en"], points, block.points, passed, len(mine), status, failures)
+    score = score_block(block, lab, [(nodeid, t.outcome == "passed", t.exc_type) for nodeid, t in cases])
+    return BlockGrade(block.id, block.title["en"], score.points, block.points, passed, len(mine), status,
+                      [mine[i] for i in score.shown], score.rules_passed, score.rules,
+                      [inv.id for inv in score.broken])  # fmt: skip
 
 
-def _run_mypy(lora: Path, lab: Lab, limits: Limits, mypy_cache: Path | None, sandbox: bool) -> tuple[int | None, str]:
+def run_mypy(lora: Path, lab: Lab, limits: Limits, mypy_cache: Path | None, sandbox: bool) -> tuple[int | None, str]:
     """mypy --strict on lora.py in an overlaid copy: (exit status, output)."""
     with overlaid_copy(lora) as workdir:
         cache_args = ["--cache-dir", str(mypy_cache)] if mypy_cache else []
@@ -484,7 +491,7 @@ def typing_escapes(source: str) -> list[dict[str, str]]:
     return found
 
 
-def _typecheck(code: int | None, output: str, lab: Lab, any_passed: bool, escapes: Sequence[dict[str, str]]) -> ItemGrade:
+def typecheck_item(code: int | None, output: str, lab: Lab, any_passed: bool, escapes: Sequence[dict[str, str]]) -> ItemGrade:
     # Typed stubs pass mypy: the type check counts only once some graded test passes.
     ok = code == 0 and any_passed and not escapes
     if escapes:
