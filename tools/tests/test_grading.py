@@ -242,3 +242,31 @@ def test_check_gives_hints_in_the_users_language() -> None:
     assert bad.returncode == 2 and "no block 'Z'" in bad.stderr
     bad_notebook = _check("--notebooks", "Z", lang_env="C.UTF-8")
     assert bad_notebook.returncode == 2 and "no block 'Z'" in bad_notebook.stderr
+
+
+def test_a_whole_repository_is_collected_like_a_grader(tmp_path: Path) -> None:
+    # A submission handed in as a whole repository (what GitHub Classroom collects): only its lora.py
+    # and its notes file are looked at; links, pipes and whatever else lie elsewhere are never opened.
+    lab = load_lab()
+    repo = tmp_path / "kenji"
+    lora = repo / lab.submission
+    lora.parent.mkdir(parents=True)
+    lora.write_bytes(REFERENCE.read_bytes())
+    notes = repo / lab.notes_path
+    notes.parent.mkdir(parents=True)
+    notes.write_text("merge_diff: 1e-7\n", encoding="utf-8")
+    (repo / "tools" / "examples").mkdir(parents=True)
+    (repo / "tools" / "examples" / "lora.py").symlink_to("/etc/passwd")
+    (repo / "data").symlink_to("/")
+    os.mkfifo(repo / "pipe")
+    found = find_submission(repo, lab)
+    assert (found.lora, found.notes, found.problem) == (lora, notes, {})
+    # A link as one of the two files, or on the way to one, is still refused.
+    notes.unlink()
+    notes.symlink_to(lora)
+    assert f"{lab.notes_path} is a symbolic link" in find_submission(repo, lab).problem["en"]
+    notes.unlink()
+    other = tmp_path / "elsewhere"
+    (repo / "src").rename(other)
+    (repo / "src").symlink_to(other)
+    assert find_submission(repo, lab).problem["en"].startswith("src is a symbolic link")

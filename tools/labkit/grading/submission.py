@@ -1,10 +1,13 @@
 """Finding a submission's files, and reading them without ever following them.
 
-A submission is a bare lora.py, or a directory laid out like the workbook (or holding lora.py),
-with an optional notes file. Its files are read as bytes, never executed here, never followed: a
-symbolic link anywhere in the submission, a lora.py that is a directory, a file that is not UTF-8
-text or is over the size cap, is a problem that the grade reports (with 0 points), and nothing
-outside the submission is ever opened.
+A submission is a bare lora.py, or a directory laid out like the workbook (a whole clone of it, as
+GitHub Classroom collects, is fine) or holding lora.py at its top, with an optional notes file. Of a
+directory only those two files are looked at, like a grader collecting what it grades: nothing else
+in it is opened, listed or followed. Each is reached without following a link on the way (lstat,
+component by component) and read as bytes, never executed here, never followed. A link as one of
+those two files or on the way to one, a lora.py that is a directory, a file that is not UTF-8 text
+or is over the size cap, is a problem that the grade reports (with 0 points), and nothing outside
+the submission is ever opened.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from labkit.core.labinfo import Lab
 
 MAX_SOURCE_BYTES = 256 * 1024  # a lora.py; the reference is about 10 KiB
 MAX_NOTES_BYTES = 64 * 1024
-MAX_ENTRIES = 10_000  # files and folders looked at in one submission directory
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,33 @@ def find_submission(path: Path, lab: Lab) -> Submission:
     if path.is_file():
         beside = path.parent / Path(lab.notes_path).name
         return Submission(name, path, beside if _regular(beside) else None)
-    link = _first_symlink(path)
-    if link is not None:
-        return Submission(name, None, None, _linked(link))
-    lora = next((p for p in (path / lab.submission, path / "lora.py") if os.path.lexists(p)), None)
+    found = [_inside(path, rel) for rel in (lab.submission, "lora.py", lab.notes_path, Path(lab.notes_path).name)]
+    problem = next((problem for _, problem in found if problem), None)
+    if problem is not None:
+        return Submission(name, None, None, problem)
+    lora = found[0][0] or found[1][0]
     if lora is not None and not _regular(lora):
         where = lora.relative_to(path)
         if lora.is_dir():
             return Submission(name, None, None, said(f"{where} is a directory", f"{where} es un directorio"))
         return Submission(name, None, None, said(f"{where} is not a regular file", f"{where} no es un archivo normal"))
-    notes = next((p for p in (path / lab.notes_path, path / Path(lab.notes_path).name) if _regular(p)), None)
+    notes = next((p for p, _ in found[2:] if p is not None and _regular(p)), None)
     return Submission(name, lora, notes)
+
+
+def _inside(root: Path, rel: str) -> tuple[Path | None, dict[str, str]]:
+    """root / rel, reached without following a link: (its path, {}) when it exists, (None, {}) when it
+    does not, (None, problem) when it or a folder on the way is a symbolic link."""
+    current = root
+    for part in Path(rel).parts:
+        current = current / part
+        try:
+            mode = current.lstat().st_mode
+        except OSError:
+            return None, {}
+        if stat.S_ISLNK(mode):
+            return None, _linked(current.relative_to(root))
+    return current, {}
 
 
 def said(en: str, es: str) -> dict[str, str]:
@@ -71,20 +89,6 @@ def _regular(path: Path) -> bool:
         return stat.S_ISREG(path.lstat().st_mode)
     except OSError:
         return False
-
-
-def _first_symlink(directory: Path) -> Path | None:
-    """The first symbolic link inside directory (relative to it), or None."""
-    seen = 0
-    for root, dirs, files in os.walk(directory, followlinks=False):
-        for entry in sorted(dirs + files):
-            seen += 1
-            full = Path(root) / entry
-            if full.is_symlink():
-                return full.relative_to(directory)
-        if seen > MAX_ENTRIES:
-            break
-    return None
 
 
 #: What read_text reads, as its messages name it.
