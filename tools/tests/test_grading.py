@@ -8,6 +8,8 @@ no process they started may be alive, and the gradebook must hold exactly the gr
 from __future__ import annotations
 
 import csv
+import datetime
+import hashlib
 import json
 import os
 import subprocess
@@ -23,7 +25,7 @@ from labkit.core.tomlread import read_toml
 from labkit.grading import grade as grade_cli
 from labkit.grading import grader as grader_module
 from labkit.grading.examples import EXAMPLES, materialize
-from labkit.grading.grader import Grade, expected_tests, grade_submission
+from labkit.grading.grader import DEFAULT_GRADER_SEED, Grade, expected_tests, grade_from_json, grade_submission
 from labkit.grading.submission import Submission, find_submission
 
 EXPECTED = read_toml(EXAMPLES / "expected.toml")
@@ -188,6 +190,23 @@ def test_reference_full_marks_stubs_zero_hidden_tests_count(tmp_path: Path) -> N
     assert all(b.points == b.max_points for b in reference.blocks) and reference.typecheck.ok
     stubs = grade_submission(Submission("stubs", STUBS, None), hidden=hidden, **trusted)  # type: ignore[arg-type]
     assert stubs.points == 0 and {b.status for b in stubs.blocks} == {"not started"}
+    # Each grade says what produced it.
+    audit = reference.audit
+    assert audit["lora_sha256"] == hashlib.sha256(REFERENCE.read_bytes()).hexdigest() and audit["notes_sha256"] is None
+    assert audit["seed"] == DEFAULT_GRADER_SEED and audit["hidden_tests_sha256"] and plain.audit["hidden_tests_sha256"] is None
+    assert str(audit["workbook_commit"]).startswith(subprocess.run(["git", "rev-parse", "HEAD"], cwd=WORKBOOK_ROOT,
+                                                                   capture_output=True, text=True).stdout.strip())  # fmt: skip
+    assert datetime.datetime.fromisoformat(str(audit["started"])).tzinfo is not None
+    assert grade_from_json(reference.to_json()).audit == audit
+
+
+def test_results_are_written_whole(tmp_path: Path) -> None:
+    # Written through a temporary file and a rename: no temporary file stays, a reader sees old or new.
+    target = tmp_path / "result.json"
+    target.write_text("old", encoding="utf-8")
+    grade_cli.write_atomic(target, "new")
+    assert target.read_text(encoding="utf-8") == "new" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+    assert oct(target.stat().st_mode & 0o777) == oct(0o644)
 
 
 def test_hidden_tests_and_the_seed_never_reach_the_worker(example_class: Path, tmp_path: Path) -> None:
@@ -198,7 +217,11 @@ def test_hidden_tests_and_the_seed_never_reach_the_worker(example_class: Path, t
     seed = 987654321
     submission = find_submission(example_class / "reads_hidden.py", load_lab())
     grade = grade_submission(submission, seed=seed, limits=LIMITS, time_limit=TIME_LIMIT, hidden=hidden)
-    shown = json.dumps(grade.to_json()) + grade_cli.feedback_markdown(grade, "en") + grade_cli.feedback_markdown(grade, "es")
+    # The audit record is the instructor's (it holds the seed and the hidden tests' digest, to defend
+    # the grade); everything else of the grade, the feedback first, must not show them.
+    assert grade.audit["seed"] == seed and grade.audit["hidden_tests_sha256"]
+    graded = {k: v for k, v in grade.to_json().items() if k != "audit"}
+    shown = json.dumps(graded) + grade_cli.feedback_markdown(grade, "en") + grade_cli.feedback_markdown(grade, "es")
     assert "seed=None" in shown, "the example ran and reported what it found"
     for secret in ("SECRET-MARKER", str(seed), "test_hidden", "hidden_rank_one"):
         assert secret not in shown, f"{secret!r} reached the grade of a submission"
@@ -270,3 +293,14 @@ def test_a_whole_repository_is_collected_like_a_grader(tmp_path: Path) -> None:
     (repo / "src").rename(other)
     (repo / "src").symlink_to(other)
     assert find_submission(repo, lab).problem["en"].startswith("src is a symbolic link")
+
+
+def test_each_grade_is_handed_on_as_soon_as_it_is_done(tmp_path: Path) -> None:
+    # grade writes a submission's files from this callback, so a kill later keeps them.
+    for name in ("ana", "ben"):
+        (tmp_path / f"{name}.py").write_text("def broken(:\n", encoding="utf-8")  # a syntax error: graded at once
+    submissions = grade_cli.collect_submissions([tmp_path], load_lab())
+    seen: list[str] = []
+    grades = grade_cli.grade_all(submissions, jobs=1, seed=1, limits=LIMITS, time_limit=TIME_LIMIT, hidden=None,
+                                 sandbox=False, on_grade=lambda g: seen.append(g.name))  # fmt: skip
+    assert sorted(seen) == ["ana", "ben"] == [g.name for g in grades]

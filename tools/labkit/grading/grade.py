@@ -22,13 +22,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
+import os
 import queue
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -157,28 +159,45 @@ def violation_line(violation: dict[str, object], lang: str) -> str:
     return text[lang]
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write text to path whole or not at all: a temporary file beside it, then a rename.
+
+    A kill at any moment leaves either the old file or the new one, never half of one.
+    """
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=path.parent, prefix=f".{path.name}.",
+                                     suffix=".tmp", delete=False) as fh:  # fmt: skip
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(fh.name, 0o644)  # as a plain write would leave it (a temporary file starts private)
+    os.replace(fh.name, path)
+
+
 def write_results(grades: Sequence[Grade], out: Path, lang: str) -> None:
+    """Each grade's result.json and feedback.md in out/<name>/, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     for grade in grades:
         folder = out / grade.name
         folder.mkdir(exist_ok=True)
-        (folder / "result.json").write_text(json.dumps(grade.to_json(), indent=1), encoding="utf-8")
-        (folder / "feedback.md").write_text(feedback_markdown(grade, lang), encoding="utf-8")
+        write_atomic(folder / "feedback.md", feedback_markdown(grade, lang))
+        write_atomic(folder / "result.json", json.dumps(grade.to_json(), indent=1))  # last: it says the grade is done
 
 
 def write_batch(grades: Sequence[Grade], out: Path) -> None:
+    """The class's gradebook.csv and summary.md, each written atomically."""
     lab = load_lab()
     grades = sorted(grades, key=lambda g: g.name)
-    with open(out / "gradebook.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["submission", *(f"block_{b.id}" for b in lab.blocks), "typecheck", "notes", "total", "max",
-                         "withheld_for_review", "problem"])  # fmt: skip
-        for g in grades:
-            review = "; ".join(violation_line(v, "en") for v in g.violations)
-            writer.writerow([g.name, *(f"{b.points:g}" for b in g.blocks), f"{g.typecheck.points:g}",
-                             f"{g.notes.points:g}", f"{g.points:g}", f"{g.max_points:g}", review[:500],
-                             "; ".join([g.problem.get("en", "").split("\n")[0], *(n["en"] for n in g.notices)]).strip("; ")])  # fmt: skip
-    (out / "summary.md").write_text(summary_markdown(grades), encoding="utf-8")
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["submission", *(f"block_{b.id}" for b in lab.blocks), "typecheck", "notes", "total", "max",
+                     "withheld_for_review", "problem"])  # fmt: skip
+    for g in grades:
+        review = "; ".join(violation_line(v, "en") for v in g.violations)
+        writer.writerow([g.name, *(f"{b.points:g}" for b in g.blocks), f"{g.typecheck.points:g}",
+                         f"{g.notes.points:g}", f"{g.points:g}", f"{g.max_points:g}", review[:500],
+                         "; ".join([g.problem.get("en", "").split("\n")[0], *(n["en"] for n in g.notices)]).strip("; ")])  # fmt: skip
+    write_atomic(out / "gradebook.csv", table.getvalue())
+    write_atomic(out / "summary.md", summary_markdown(grades))
 
 
 def summary_markdown(grades: Sequence[Grade]) -> str:
@@ -213,8 +232,9 @@ def grade_all(
     hidden: Path | None,
     sandbox: bool = True,
     mypy_cache: Path | None = None,
+    on_grade: Callable[[Grade], None] | None = None,
 ) -> list[Grade]:
-    """Grade submissions, jobs at a time.
+    """Grade submissions, jobs at a time; on_grade, when given, gets each grade as soon as it is done.
 
     mypy's cache is kept for the batch (in mypy_cache, if given), one per job: two mypy processes
     must never share one, as mypy's cache is not safe for concurrent runs (python/mypy#14521, #21136);
@@ -240,6 +260,8 @@ def grade_all(
         for done, future in enumerate(as_completed(futures), 1):
             grade = future.result()
             grades.append(grade)
+            if on_grade is not None:
+                on_grade(grade)
             bar = "#" * (20 * done // len(futures))
             withheld = " (withheld for review)" if grade.withheld else ""
             print(f"\r[{bar:20}] {done}/{len(futures)}  {grade.name}: {grade.points:g} / {grade.max_points:g}{withheld}",
@@ -293,10 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:  # the examples' class lives until they are graded
         paths = args.submissions or [stack.enter_context(materialized(lab=lab))]
         submissions = shard(collect_submissions(paths, lab), args.shard)
+        # Each submission's result is on disk as soon as it is graded: a crash or a kill later loses none.
         grades = grade_all(submissions, jobs=args.jobs, seed=args.seed, limits=limits, time_limit=args.time_limit,
                            hidden=args.hidden_tests.resolve() if args.hidden_tests else None,
-                           sandbox=not args.no_sandbox, mypy_cache=args.mypy_cache)  # fmt: skip
-    write_results(grades, args.out, lang)
+                           sandbox=not args.no_sandbox, mypy_cache=args.mypy_cache,
+                           on_grade=lambda grade: write_results([grade], args.out, lang))  # fmt: skip
     write_batch(grades, args.out)
     print(f"\ngraded {len(grades)} submissions in {time.monotonic() - start:.1f} s with {args.jobs} job(s)")
     for g in grades:

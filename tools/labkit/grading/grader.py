@@ -16,10 +16,13 @@ review": its points are not to be trusted before an instructor has looked.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import hashlib
 import io
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -160,6 +163,8 @@ class Grade:
     #: Why the grade is withheld for review: {"line", "code", "text": {"en", "es"}} per finding.
     violations: list[dict[str, object]] = field(default_factory=list)
     notices: list[dict[str, str]] = field(default_factory=list)  # how it was graded, when not the usual way
+    #: What produced this grade, to defend it later (see audit_record).
+    audit: dict[str, object] = field(default_factory=dict)
 
     @property
     def withheld(self) -> bool:
@@ -215,7 +220,7 @@ def grade_submission(
     the tests: while the judge waits for its worker to import torch, its cold start costs nothing.
     """
     lab = load_lab()
-    start = time.monotonic()
+    start, started = time.monotonic(), time.time()
     source, problem = _source(submission, lab)
     violations: list[dict[str, object]] = []
     outcomes: dict[str, TestOutcome] = {}
@@ -250,8 +255,61 @@ def grade_submission(
     tests = _test_results(expected, outcomes, problem)
     blocks = [_block_grade(block, lab, expected, tests) for block in lab.blocks]
     notices = [] if sandbox else [UNSANDBOXED]
-    return Grade(submission.name, blocks, typecheck, notes, problem, round(time.monotonic() - start, 1), tests,
-                 violations, notices)  # fmt: skip
+    seconds = round(time.monotonic() - start, 1)
+    audit = audit_record(submission, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden, sandbox=sandbox,
+                         started=started, seconds=seconds)  # fmt: skip
+    return Grade(submission.name, blocks, typecheck, notes, problem, seconds, tests, violations, notices, audit)
+
+
+def audit_record(submission: Submission, *, seed: int, limits: Limits, time_limit: float, hidden: Path | None,
+                 sandbox: bool, started: float, seconds: float) -> dict[str, object]:  # fmt: skip
+    """What produced a grade: the workbook's commit, the sha256 of the graded files, the settings, when."""
+    return {
+        "workbook_commit": _workbook_commit(),
+        "lora_sha256": _file_sha256(submission.lora),
+        "notes_sha256": _file_sha256(submission.notes),
+        "seed": seed,
+        "hidden_tests_sha256": _tree_sha256(hidden),
+        "limits": {**asdict(limits), "time_limit_s": time_limit, "sandbox": sandbox},
+        "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": seconds,
+    }
+
+
+@cache
+def _workbook_commit() -> str:
+    """The workbook's git commit, "+ changes" when its tracked files differ from it; "unknown" outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=WORKBOOK_ROOT, capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()  # fmt: skip
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + (" + changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _file_sha256(path: Path | None) -> str | None:
+    """The sha256 of a submission's file, read without following it (None when there is none or it cannot be read)."""
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return hashlib.sha256(fh.read(MAX_SOURCE_BYTES + 1)).hexdigest()
+
+
+def _tree_sha256(folder: Path | None) -> str | None:
+    """One digest of a folder's files (their relative paths and contents), for the hidden tests."""
+    if folder is None:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def grade_or_report(submission: Submission, **options: Any) -> Grade:
@@ -538,4 +596,5 @@ def grade_from_json(data: Mapping[str, object]) -> Grade:
         tests=[TestResult(**t) for t in d["tests"]],  # type: ignore[attr-defined]
         violations=list(d.get("violations", [])),  # type: ignore[call-overload]
         notices=[_same(n) if isinstance(n, str) else dict(n) for n in d.get("notices", [])],  # type: ignore[attr-defined]
+        audit=dict(d.get("audit") or {}),  # type: ignore[call-overload]
     )
