@@ -5,7 +5,8 @@ each under the heading anchor ``points``) hold a table of items, rules and point
 the lab's invariants and their tests. Here each table is read back and compared with the lab: a
 block's points with ``lab.toml``, its rules with the graded test functions collected from
 tests/test_minituner.py (``block_rules``, never points / rule_points), the type check, the notes
-file and the total; and every invariant with its tests and the blocks they belong to.
+file and the total; and every invariant with its tests and the blocks they belong to. That a block
+is worth rule_points times its rules is tools/tests/test_points.py's check.
 """
 
 from __future__ import annotations
@@ -95,12 +96,6 @@ def test_points_table_matches_lab(page: str) -> None:
     expected["notes"] = (None, lab().notes.points)
     expected["total"] = (float(sum(len(r) for r in rules_by_block().values())), lab().total_points)
     assert table == expected, f"{page}: the points table (item: (rules, points)) differs from labs/lab.toml"
-
-
-def test_every_block_is_rule_points_times_its_rules() -> None:
-    # What the pages say in words: a block is worth rule_points times its rules.
-    for b in lab().blocks:
-        assert b.points == lab().rule_points * len(rules_by_block()[b.id]), b.id
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -24,7 +24,7 @@ from pathlib import Path
 from labkit.core.labinfo import Lab, load_lab
 from labkit.core.overlay import WORKBOOK_ROOT, run_overlay
 from labkit.grading.grader import expected_tests
-from labkit.grading.points import Case, block_rules, graded_function, score_block
+from labkit.grading.points import Case, block_rules, broken_invariants, cases_of, graded_function
 
 WORKFLOW_PATH = WORKBOOK_ROOT / "tools" / "grading" / "classroom.yml"
 
@@ -87,9 +87,8 @@ def step_earns(lab: Lab, rule: str, cases: Sequence[Case]) -> bool:
 
     cases: the outcomes of the rule's tests and of its block's invariant tests.
     """
-    block = lab.blocks[0]  # the points of the block do not matter here, only whether it is gated
     mine = [passed for nodeid, passed, _ in cases if graded_function(nodeid, lab) == rule]
-    return bool(mine) and all(mine) and not score_block(block, lab, cases).broken
+    return bool(mine) and all(mine) and not broken_invariants(lab, cases)
 
 
 def run_step(lab: Lab, rule: str, gate: Sequence[str], candidate: Path | None = None) -> int:
@@ -100,7 +99,7 @@ def run_step(lab: Lab, rule: str, gate: Sequence[str], candidate: Path | None = 
         print(f"{outcome.outcome:8} {outcome.name}" + (f": {outcome.message.splitlines()[0][:300]}" if outcome.message else ""))
     if not run.outcomes:
         print(run.output[-3000:])
-    earns = step_earns(lab, rule, [(o.nodeid, o.outcome == "passed", o.exc_type) for o in run.outcomes])
+    earns = step_earns(lab, rule, cases_of(run.outcomes))
     return 0 if earns else 1
 
 

@@ -25,7 +25,6 @@ import csv
 import io
 import json
 import os
-import queue
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ from labkit.grading.grader import (
     STATUS_LABELS,
     UNSANDBOXED,
     Grade,
+    MypyCaches,
     grade_from_json,
     grade_or_report,
 )
@@ -236,25 +236,16 @@ def grade_all(
 ) -> list[Grade]:
     """Grade submissions, jobs at a time; on_grade, when given, gets each grade as soon as it is done.
 
-    mypy's cache is kept for the batch (in mypy_cache, if given), one per job: two mypy processes
-    must never share one, as mypy's cache is not safe for concurrent runs (python/mypy#14521, #21136);
-    a crashed mypy would cost a correct submission its type check.
+    mypy's caches (MypyCaches, one per job) are kept for the batch, in mypy_cache if given.
     """
     grades: list[Grade] = []
     with tempfile.TemporaryDirectory(prefix="labkit-mypy-") as cache, ThreadPoolExecutor(max_workers=jobs) as pool:
-        caches: queue.Queue[Path] = queue.Queue()
-        for job in range(1, jobs + 1):
-            job_cache = (mypy_cache or Path(cache)) / f"job-{job}"
-            job_cache.mkdir(parents=True, exist_ok=True)
-            caches.put(job_cache)
+        caches = MypyCaches(mypy_cache or Path(cache), jobs)
 
         def grade_one(submission: Submission) -> Grade:
-            job_cache = caches.get()  # held by this job until its grade is done
-            try:
+            with caches.held() as job_cache:
                 return grade_or_report(submission, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
                                        mypy_cache=job_cache, sandbox=sandbox)  # fmt: skip
-            finally:
-                caches.put(job_cache)
 
         futures = {pool.submit(grade_one, s): s for s in submissions}
         for done, future in enumerate(as_completed(futures), 1):

@@ -15,12 +15,14 @@ review": its points are not to be trusted before an instructor has looked.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
 import io
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -28,7 +30,7 @@ import tempfile
 import threading
 import time
 import tokenize
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -492,6 +494,29 @@ def _block_grade(block: Block, lab: Lab, expected: Sequence[tuple[str, str]], te
     return BlockGrade(block.id, block.title["en"], score.points, block.points, passed, len(mine), status,
                       [mine[i] for i in score.shown], score.rules_passed, score.rules,
                       [inv.id for inv in score.broken])  # fmt: skip
+
+
+class MypyCaches:
+    """One mypy cache per concurrent job, under base: two mypy processes must never share one, as mypy's
+    cache is not safe for concurrent runs (python/mypy#14521, #21136); a crashed mypy would cost a
+    correct submission its type check. Each cache is kept between the jobs' runs, so mypy starts
+    cold once per job."""
+
+    def __init__(self, base: Path, jobs: int) -> None:
+        self._free: queue.Queue[Path] = queue.Queue()
+        for job in range(1, max(1, jobs) + 1):
+            cache = base / f"job-{job}"
+            cache.mkdir(parents=True, exist_ok=True)
+            self._free.put(cache)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[Path]:
+        """A cache that no other job uses until this one gives it back."""
+        cache = self._free.get()
+        try:
+            yield cache
+        finally:
+            self._free.put(cache)
 
 
 def run_mypy(lora: Path, lab: Lab, limits: Limits, mypy_cache: Path | None, sandbox: bool) -> tuple[int | None, str]:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from labkit.core.labinfo import Block, Invariant, Lab
+from labkit.core.overlay import TestOutcome
 
 #: What a test's exception is when its check, not the code it calls, failed (pytest.fail raises Failed).
 CHECK_FAILURES = frozenset({"AssertionError", "Failed"})
@@ -45,6 +46,24 @@ class BlockScore:
     shown: tuple[int, ...]  # the indices of the failed cases, in the order the feedback shows them
 
 
+def cases_of(outcomes: Iterable[TestOutcome], marker: str | None = None) -> list[Case]:
+    """The cases of an overlay run's outcomes (those of one block's marker, when given)."""
+    return [(o.nodeid, o.outcome == "passed", o.exc_type) for o in outcomes if marker is None or o.blocks[:1] == (marker,)]
+
+
+def _invariant_checks_failed(lab: Lab, cases: Sequence[Case]) -> list[int]:
+    """The indices of the cases of an invariant's test whose check failed (the invariant seen broken)."""
+    tests = {name for inv in lab.invariants for name in inv.tests}
+    return [i for i, (nodeid, passed, exc_type) in enumerate(cases)
+            if not passed and exc_type in CHECK_FAILURES and graded_function(nodeid, lab) in tests]  # fmt: skip
+
+
+def broken_invariants(lab: Lab, cases: Sequence[Case]) -> tuple[Invariant, ...]:
+    """The invariants, in lab order, that cases show broken."""
+    names = {graded_function(cases[i][0], lab) for i in _invariant_checks_failed(lab, cases)}
+    return tuple(inv for inv in lab.invariants if names.intersection(inv.tests))
+
+
 def score_block(block: Block, lab: Lab, cases: Sequence[Case]) -> BlockScore:
     """The points of block from its cases, in collection order."""
     rules: dict[str, bool] = {}
@@ -52,15 +71,12 @@ def score_block(block: Block, lab: Lab, cases: Sequence[Case]) -> BlockScore:
         rule = rule_of(nodeid)
         rules[rule] = rules.get(rule, True) and passed
     failed = sum(not ok for ok in rules.values())
-    seen_broken = [i for i, (_, passed, exc_type) in enumerate(cases) if not passed and exc_type in CHECK_FAILURES]
-    gating = {graded_function(cases[i][0], lab) for i in seen_broken}
-    broken = tuple(inv for inv in lab.invariants if any(name in inv.tests for name in gating))
+    broken = broken_invariants(lab, cases)
     points = 0.0 if broken else max(0.0, block.points - lab.rule_points * failed)
-    shown_first = {i for i in seen_broken if any(graded_function(cases[i][0], lab) in inv.tests for inv in broken)}
-    failures = [i for i, (_, passed, _) in enumerate(cases) if not passed]
     # The failed check of an invariant's test first (the reason the block has no points), then the
     # others in collection order (sorted is stable).
-    shown = sorted(failures, key=lambda i: i not in shown_first)
+    first = set(_invariant_checks_failed(lab, cases))
+    shown = sorted((i for i, (_, passed, _) in enumerate(cases) if not passed), key=lambda i: i not in first)
     return BlockScore(round(points, 2), sum(rules.values()), len(rules), broken, tuple(shown))
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,8 +41,8 @@ from labkit.core.overlay import (
     run_overlay,
 )
 from labkit.core.tomlread import read_toml
-from labkit.grading.grader import DEFAULT_LIMITS, ItemGrade, run_mypy, typecheck_item, typing_escapes
-from labkit.grading.points import BlockScore, Case, block_rules, score_block
+from labkit.grading.grader import DEFAULT_LIMITS, ItemGrade, MypyCaches, run_mypy, typecheck_item, typing_escapes
+from labkit.grading.points import BlockScore, block_rules, cases_of, score_block
 
 ZOO_FILE = WORKBOOK_ROOT / "tools" / "zoo" / "bugs.toml"
 TABLE_PATHS = {
@@ -117,15 +116,11 @@ class Scored:
 
     def blocks(self, lab: Lab) -> dict[str, BlockScore]:
         """Each block's score, by block id."""
-        return {b.id: score_block(b, lab, _cases(self.run, b.marker)) for b in lab.blocks}
+        return {b.id: score_block(b, lab, cases_of(self.run.outcomes, b.marker)) for b in lab.blocks}
 
     def points(self, lab: Lab) -> float:
         """The grade without a notes file: the blocks and the type check."""
         return round(sum(s.points for s in self.blocks(lab).values()) + self.typecheck.points, 2)
-
-
-def _cases(run: OverlayRun, marker: str) -> list[Case]:
-    return [(o.nodeid, o.outcome == "passed", o.exc_type) for o in run.outcomes if o.blocks[:1] == (marker,)]
 
 
 @dataclass(frozen=True)
@@ -174,7 +169,7 @@ def first_shown(run: OverlayRun, markers: Sequence[str] | None = None) -> TestOu
             if failures and not (started_only and not_started):
                 # In the block, the order the grade shows its failures in (an invariant's first).
                 block = next(b for b in lab.blocks if b.marker == marker)
-                shown = score_block(block, lab, _cases(run, marker)).shown
+                shown = score_block(block, lab, cases_of(run.outcomes, marker)).shown
                 return mine[shown[0]]
     return None
 
@@ -236,11 +231,12 @@ def _run_sources(variants: Sequence[Bug | Alternative | None], jobs: int) -> lis
             path.parent.mkdir()
             path.write_text(source, encoding="utf-8")
             paths.append(path)
+        caches = MypyCaches(Path(tmp) / "mypy", jobs)
 
         def run(path: Path) -> Scored:
-            cache = Path(tmp) / f"mypy-{threading.get_ident()}"  # one per thread: mypy's cache is not for sharing
             overlay = run_overlay(path)
-            code, output = run_mypy(path, lab, DEFAULT_LIMITS, cache, sandbox=False)
+            with caches.held() as cache:
+                code, output = run_mypy(path, lab, DEFAULT_LIMITS, cache, sandbox=False)
             any_passed = bool(overlay.passed)
             source = path.read_text(encoding="utf-8")
             return Scored(overlay, typecheck_item(code, output, lab, any_passed, typing_escapes(source)))
