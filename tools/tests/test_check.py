@@ -17,7 +17,7 @@ from labkit.core import overlay
 from labkit.core.labinfo import load_lab
 from labkit.core.overlay import WORKBOOK_ROOT
 from labkit.grading import check
-from labkit.grading import grade as grade_cli
+from labkit.grading.feedback import feedback_markdown
 from labkit.grading.check import WIDTH, cell_error, notebook_report, wrap
 from labkit.grading.grader import BlockGrade, Grade, ItemGrade, failure_message, grade_from_json
 from labkit.grading.grader import TestResult as Result  # not collected as a test class
@@ -226,4 +226,4 @@ def test_a_broken_invariant_is_said_first_in_both_languages() -> None:
         text = check.render(grade, lab, lang)
         assert said in text and text.index(said) < text.index("output differs from base(x)"), text
         assert " 0/24 " in text and " 7/8 " in text, text
-        assert said in grade_cli.feedback_markdown(grade, lang)
+        assert said in feedback_markdown(grade, lang)

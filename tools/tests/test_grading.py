@@ -8,10 +8,12 @@ no process they started may be alive, and the gradebook must hold exactly the gr
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +25,8 @@ from labkit.core.overlay import REFERENCE, STUBS, WORKBOOK_ROOT, Limits
 from labkit.core.sandbox import MARKER_ENV
 from labkit.core.tomlread import read_toml
 from labkit.grading import grade as grade_cli
+from labkit.grading import results
+from labkit.grading.feedback import feedback_markdown
 from labkit.grading import grader as grader_module
 from labkit.grading.examples import EXAMPLES, materialize
 from labkit.grading.grader import DEFAULT_GRADER_SEED, Grade, expected_tests, grade_from_json, grade_submission
@@ -55,6 +59,13 @@ def _sandboxed_processes() -> list[str]:
     return alive
 
 
+def _write_folder(grades: list[Grade], out: Path, lang: str) -> None:
+    """An output folder as grade leaves it: the grades' results, their class, the gradebook."""
+    results.write_results(grades, out, lang)
+    results.write_class(out, results.ClassList(tuple(g.name for g in grades)))
+    results.rebuild(out)
+
+
 @pytest.fixture(scope="module")
 def example_class(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The examples written out as a class directory, as `grade` with no argument grades them."""
@@ -73,8 +84,7 @@ def class_batch(tmp_path_factory: pytest.TempPathFactory, example_class: Path) -
     grades = grade_cli.grade_all(submissions, jobs=2, seed=20261123, limits=LIMITS, time_limit=TIME_LIMIT, hidden=None)
     print(f"graded {len(grades)} examples in {time.monotonic() - start:.1f} s with 2 jobs, sandboxed")
     out = tmp_path_factory.mktemp("grades")
-    grade_cli.write_results(grades, out, "en")
-    grade_cli.write_batch(grades, out)
+    _write_folder(grades, out, "en")
     return {g.name: g for g in grades}, out, before
 
 
@@ -98,7 +108,7 @@ def test_every_example_is_graded_as_expected(example_grades: dict[str, Grade]) -
     wrong = []
     for name, expected in EXPECTED.items():
         grade = example_grades[name]
-        feedback = grade_cli.feedback_markdown(grade, "en")
+        feedback = feedback_markdown(grade, "en")
         withheld = expected.get("withheld", False)
         if abs(grade.points - expected["total"]) > 0.01 or expected["reason"] not in feedback or grade.withheld != withheld:
             wrong.append(f"{name}: {grade.points:g} points (expected {expected['total']:g}), withheld {grade.withheld} "
@@ -112,7 +122,7 @@ def test_every_example_is_graded_as_expected(example_grades: dict[str, Grade]) -
 def test_a_correct_file_with_bom_and_crlf_gets_full_marks(class_batch: tuple[dict[str, Grade], Path, str]) -> None:
     grade = class_batch[0][BOM_CRLF]
     assert all(b.points == b.max_points for b in grade.blocks) and grade.typecheck.ok and not grade.withheld, (
-        grade_cli.feedback_markdown(grade, "en")
+        feedback_markdown(grade, "en")
     )
 
 
@@ -134,8 +144,7 @@ def test_a_crash_or_hang_costs_only_its_block(example_grades: dict[str, Grade]) 
 
 
 def test_batch_outputs(example_grades: dict[str, Grade], tmp_path: Path) -> None:
-    grade_cli.write_results(list(example_grades.values()), tmp_path, "es")
-    grade_cli.write_batch(list(example_grades.values()), tmp_path)
+    _write_folder(list(example_grades.values()), tmp_path, "es")
     rows = list(csv.DictReader(open(tmp_path / "gradebook.csv", encoding="utf-8")))
     assert {r["submission"] for r in rows} == set(EXPECTED)
     assert next(r for r in rows if r["submission"] == "complete")["total"] == "100"
@@ -147,16 +156,53 @@ def test_batch_outputs(example_grades: dict[str, Grade], tmp_path: Path) -> None
     assert "Retroalimentación" in (tmp_path / "partial" / "feedback.md").read_text(encoding="utf-8")
 
 
-def test_shards_partition_and_merge(example_grades: dict[str, Grade], example_class: Path, tmp_path: Path) -> None:
+def test_shards_partition_and_merge(example_grades: dict[str, Grade], example_class: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     submissions = grade_cli.collect_submissions([example_class], load_lab())
     shards = [grade_cli.shard(submissions, f"{i}/3") for i in (1, 2, 3)]
     assert sorted(s.name for part in shards for s in part) == sorted(s.name for s in submissions)
-    for i, part in enumerate(shards):
-        grade_cli.write_results([example_grades[s.name] for s in part], tmp_path / f"shard{i}", "en")
-    assert grade_cli.main(["--merge", *(str(tmp_path / f"shard{i}") for i in range(3)), "--out", str(tmp_path / "all")]) == 0
-    assert len(list(csv.DictReader(open(tmp_path / "all" / "gradebook.csv", encoding="utf-8")))) == len(EXPECTED)
+    folders = [tmp_path / f"shard{i}" for i in (1, 2, 3)]
+    for i, (part, folder) in enumerate(zip(shards, folders, strict=True), 1):
+        results.write_results([example_grades[s.name] for s in part], folder, "en")
+        results.write_class(folder, results.ClassList(tuple(s.name for s in part), f"{i}/3"))
     with pytest.raises(SystemExit):
         grade_cli.shard(submissions, "4/3")
+
+    def merge(*folders: Path) -> tuple[int, str]:
+        code = grade_cli.main(["--merge", *map(str, folders), "--out", str(tmp_path / "all")])
+        return code, capsys.readouterr().err
+
+    # Refused, with a reason and nothing written: each of the issue's wrong merges.
+    other = dataclasses.replace(example_grades["complete"], name="newcomer")
+    results.write_results([other], tmp_path / "stray", "en")
+    results.write_class(tmp_path / "stray", results.ClassList((other.name,)))
+    reseeded = tmp_path / "reseeded"
+    results.write_results([dataclasses.replace(example_grades[n], audit={**example_grades[n].audit, "seed": 1})
+                           for n in results.read_class(folders[2]).submissions], reseeded, "en")  # type: ignore[union-attr]  # fmt: skip
+    results.write_class(reseeded, results.read_class(folders[2]))  # type: ignore[arg-type]
+    for given, said in [
+        ((folders[0], tmp_path / "nowhere", folders[2]), "nowhere is not a folder"),
+        ((folders[0], folders[1], folders[1], folders[2]), "is given twice"),
+        ((folders[0],), "shard 2/3, 3/3 is missing"),
+        ((folders[0], folders[1], folders[2], tmp_path / "stray"), "holds a whole class"),
+        ((folders[0], folders[1], reseeded), "with seed = 1"),
+    ]:
+        code, err = merge(*given)
+        assert code == 2 and said in err, (given, err)
+    assert not (tmp_path / "all" / "gradebook.csv").exists(), "a refused merge wrote a gradebook"
+    twice = example_grades[shards[0][0].name]
+    results.write_results([twice], folders[1], "en")
+    results.write_class(folders[1], results.ClassList((*(s.name for s in shards[1]), twice.name), "2/3"))
+    code, err = merge(*folders)
+    assert code == 2 and f"{twice.name} is in both" in err, err
+    shutil.rmtree(folders[1] / twice.name)
+    results.write_class(folders[1], results.ClassList(tuple(s.name for s in shards[1]), "2/3"))
+
+    assert merge(*folders)[0] == 0
+    merged = (tmp_path / "all" / "gradebook.csv").read_bytes()
+    assert merged == results.gradebook_csv(list(example_grades.values())).encode(), "the merge differs from a single run"
+    with open(tmp_path / "all" / "gradebook.csv", encoding="utf-8") as fh:
+        assert sorted(row["submission"] for row in csv.DictReader(fh)) == sorted(EXPECTED)
 
 
 #: A hidden test as an instructor writes one: the public scenarios, its own inputs and its own checks.
@@ -204,7 +250,7 @@ def test_results_are_written_whole(tmp_path: Path) -> None:
     # Written through a temporary file and a rename: no temporary file stays, a reader sees old or new.
     target = tmp_path / "result.json"
     target.write_text("old", encoding="utf-8")
-    grade_cli.write_atomic(target, "new")
+    results.write_atomic(target, "new")
     assert target.read_text(encoding="utf-8") == "new" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
     assert oct(target.stat().st_mode & 0o777) == oct(0o644)
 
@@ -221,7 +267,7 @@ def test_hidden_tests_and_the_seed_never_reach_the_worker(example_class: Path, t
     # the grade); everything else of the grade, the feedback first, must not show them.
     assert grade.audit["seed"] == seed and grade.audit["hidden_tests_sha256"]
     graded = {k: v for k, v in grade.to_json().items() if k != "audit"}
-    shown = json.dumps(graded) + grade_cli.feedback_markdown(grade, "en") + grade_cli.feedback_markdown(grade, "es")
+    shown = json.dumps(graded) + feedback_markdown(grade, "en") + feedback_markdown(grade, "es")
     assert "seed=None" in shown, "the example ran and reported what it found"
     for secret in ("SECRET-MARKER", str(seed), "test_hidden", "hidden_rank_one"):
         assert secret not in shown, f"{secret!r} reached the grade of a submission"
@@ -236,8 +282,7 @@ def test_a_grader_error_costs_only_its_submission(monkeypatch: pytest.MonkeyPatc
     grade = grader_module.grade_or_report(Submission("kenji", tmp_path / "lora.py", None), limits=LIMITS)
     assert grade.points == 0 and grade.withheld and "TypeError: unhashable type" in grade.problem["en"]
     assert "el corrector falló" in grade.problem["es"] and len(grade.blocks) == len(load_lab().blocks)
-    grade_cli.write_results([grade], tmp_path / "out", "en")
-    grade_cli.write_batch([grade], tmp_path / "out")
+    _write_folder([grade], tmp_path / "out", "en")
     assert "kenji" in (tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8")
 
 

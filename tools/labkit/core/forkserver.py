@@ -22,11 +22,14 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
+
+from labkit.core.leftovers import die_with_parent
 
 #: What the server imports before it forks: what every graded run would import anyway.
 WARM_MODULES = ("torch", "torch.nn", "torch.nn.functional", "numpy", "pytest", "pytest_timeout")
@@ -35,6 +38,8 @@ WARM_MODULES = ("torch", "torch.nn", "torch.nn.functional", "numpy", "pytest", "
 def _child(request: Mapping[str, Any]) -> None:
     """In the forked child: become the run, then leave with pytest's exit status."""
     os.setsid()  # its own session, so that the client can kill it and anything it starts
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # the server ignores Ctrl-C (its client decides); the run does not
+    die_with_parent()  # and it ends with the server, which ends with its client
     for limit, key in ((resource.RLIMIT_AS, "memory_mb"), (resource.RLIMIT_FSIZE, "output_mb")):
         if request.get(key) is not None:
             size = int(request[key]) * 2**20
@@ -63,7 +68,12 @@ def _child(request: Mapping[str, Any]) -> None:
 
 
 def serve(requests: IO[str], answers: IO[str]) -> None:
-    """Fork one child per request, answer its pid, then its return code; until requests end."""
+    """Fork one child per request, answer its pid, then its return code; until requests end.
+
+    A Ctrl-C at the terminal reaches the server too (it is in its client's process group): the
+    client decides what a Ctrl-C stops, so the server ignores it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in WARM_MODULES:
         __import__(name)
     for line in requests:
@@ -84,7 +94,7 @@ class ForkServer:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "labkit.core.forkserver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, bufsize=1, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            text=True, bufsize=1, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, preexec_fn=die_with_parent,
         )  # fmt: skip
 
     def start(self, command: Sequence[str], *, cwd: str, env: Mapping[str, str], output: str,

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
+from labkit.core.leftovers import die_with_parent
 from labkit.core.report import REPORT_ENV, ReportReader
 from labkit.core.sandbox import sandboxed
 
@@ -134,6 +136,10 @@ FORK_SERVER = sys.platform == "linux"
 SANDBOX_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
+#: Set by a runner that is being stopped (a grader's Ctrl-C): every supervised run ends at once.
+STOP = threading.Event()
+
+
 def sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
     """A sandboxed run's environment: env plus a few harmless variables of the grader's (SANDBOX_ENV_KEEP)."""
     keep = {k: os.environ[k] for k in SANDBOX_ENV_KEEP if k in os.environ}
@@ -141,9 +147,13 @@ def sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def limit_resources(limits: Limits) -> Callable[[], None]:
-    """A preexec_fn that applies limits.memory_mb and limits.output_mb to the child (test_timeout_s is the caller's)."""
+    """A preexec_fn that applies limits.memory_mb and limits.output_mb to the child (test_timeout_s is the caller's).
+
+    The child is also killed when the thread that started it ends (leftovers.die_with_parent).
+    """
 
     def apply() -> None:  # runs in the child, between fork and exec
+        die_with_parent()  # a grader killed with SIGKILL takes its runs with it
         if limits.memory_mb is not None:
             size = limits.memory_mb * 2**20
             resource.setrlimit(resource.RLIMIT_AS, (size, size))
@@ -203,6 +213,8 @@ def _supervise(
     try:
         while running():
             reason = (watch() if watch else None) or ""
+            if STOP.is_set():
+                reason = "stopped: the run was interrupted"
             if not reason and time.monotonic() > deadline:
                 reason = f"stopped after {timeout:g} s"
             if reason:

@@ -32,6 +32,8 @@ def _channel() -> tuple[int, int]:
 
 def import_problem(exc: BaseException) -> str:
     """Why the submission did not import, without the worker's own frames or paths."""
+    if isinstance(exc, SyntaxError) and str(exc.filename or "").endswith("minituner/lora.py"):
+        exc.filename = "src/minituner/lora.py"  # the student's path, not the worker's copy
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith("minituner/lora.py")]
     where = f"lora.py, line {frames[-1].lineno}: {frames[-1].line}\n" if frames else ""
     return (where + "".join(traceback.format_exception_only(type(exc), exc)).strip())[:MAX_MESSAGE]

@@ -24,7 +24,7 @@ from pathlib import Path
 from labkit.core.labinfo import Block, Lab, load_lab, user_language
 from labkit.core.overlay import WORKBOOK_ROOT, TestOutcome, last_lines, run_overlay
 from labkit.core.report import ANSI_ESCAPE
-from labkit.grading.grade import violation_line
+from labkit.grading.feedback import violation_line
 from labkit.grading.grader import (
     DEFAULT_LIMITS,
     STATUS_LABELS,

@@ -1,7 +1,7 @@
 """`grade`: grade one or many submissions of Lab 00, in parallel, with limits; write the results.
 
-    grade SUBMISSION... [--out DIR] [--jobs N] [--shard I/N] [--hidden-tests DIR] [--seed N]
-    grade --merge DIR... --out DIR          # gradebook and summary of several shards' results
+    grade SUBMISSION... [--out DIR] [--jobs N] [--shard I/N] [--hidden-tests DIR] [--seed N] [--regrade]
+    grade --merge DIR... --out DIR          # one gradebook of several shards' results
 
 Every submission runs inside a bubblewrap sandbox (labkit.core.sandbox), in a worker that the judge,
 which never imports it, sends the tests' scenarios to (labkit.grading.judge); where bwrap cannot run,
@@ -13,85 +13,60 @@ file are taken, nothing else), or a directory of such submissions (a class). Wit
 example submissions of tools/grading/examples are written out as a class in a temporary directory
 (labkit.grading.examples) and graded.
 
-Per submission: <out>/<name>/result.json and feedback.md. For the batch: gradebook.csv and
-summary.md (per-test pass rates and the most common failure messages).
+The output folder (labkit.grading.results) holds a result per submission, written as soon as it is
+graded, and the gradebook, rebuilt from the results at the end. A class given on the command line
+is the folder's class; single submissions are added to the folder's class (regrading one student
+changes that student's row only). Submissions whose result is current (same files, same settings)
+are not graded again unless --regrade: running the same command again finishes an interrupted class.
+The first Ctrl-C or SIGTERM stops the grading: what is finished stays, and grade exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
-import json
-import os
+import dataclasses
+import signal
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from types import FrameType
 
 from labkit.core.labinfo import Lab, load_lab, user_language
-from labkit.core.overlay import Limits
+from labkit.core.leftovers import remove_left_folders, scratch_folder
+from labkit.core.overlay import STOP, Limits
 from labkit.core.sandbox import SandboxUnavailable, probe
+from labkit.grading import results
 from labkit.grading.examples import materialized
 from labkit.grading.grader import (
     DEFAULT_GRADER_SEED,
     DEFAULT_LIMITS,
-    STATUS_LABELS,
     UNSANDBOXED,
     Grade,
     MypyCaches,
-    grade_from_json,
     grade_or_report,
+    grading_settings,
 )
-from labkit.grading.points import broken_message
 from labkit.grading.submission import Submission, find_submission, holds_lora
 
-_TEXT = {
-    "en": {
-        "title": "Feedback: {name}",
-        "total": "Total: **{points:g} / {max:g}** points.",
-        "problem": "Nothing could be graded",
-        "block": "Block",
-        "points": "points",
-        "rules": "rules passed",
-        "status": "status",
-        "typecheck": "Type check",
-        "notes": "Notes file",
-        "failures": "What to fix",
-        "none": "Every test passed.",
-        "withheld": "Withheld for review",
-        "withheld_why": "This submission breaks the lab's code rule (or the process running it broke the grader's protocol), so its points "
-                        "are not final until an instructor has reviewed it:",
-        "notices": "How it was graded",
-    },
-    "es": {
-        "title": "Retroalimentación: {name}",
-        "total": "Total: **{points:g} / {max:g}** puntos.",
-        "problem": "No se pudo calificar nada",
-        "block": "Bloque",
-        "points": "puntos",
-        "rules": "reglas superadas",
-        "status": "estado",
-        "typecheck": "Comprobación de tipos",
-        "notes": "Archivo de notas",
-        "failures": "Qué corregir",
-        "none": "Todos los tests pasan.",
-        "withheld": "Retenida para revisión",
-        "withheld_why": "Esta entrega incumple la regla de código del laboratorio (o el proceso que la ejecutaba rompió "
-                        "el protocolo del corrector), así que sus puntos no son definitivos hasta que un docente la revise:",
-        "notices": "Cómo se calificó",
-    },
-}
+#: The prefix of a grade run's scratch folder (labkit.core.leftovers), in the temporary directory.
+SCRATCH_PREFIX = "labkit-grade-"
+INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C or SIGTERM, as a shell reports SIGINT
+
+
+def is_class(path: Path, lab: Lab) -> bool:
+    """Whether path is a directory of submissions (a class) rather than one submission."""
+    return path.is_dir() and not path.is_symlink() and not holds_lora(path, lab)
 
 
 def collect_submissions(paths: Sequence[Path], lab: Lab) -> list[Submission]:
     found: list[Submission] = []
     for path in paths:
-        if path.is_dir() and not path.is_symlink() and not holds_lora(path, lab):  # a class: each entry is a submission
+        if is_class(path, lab):  # each entry is a submission
             entries = [p for p in sorted(path.iterdir()) if p.is_dir() or p.suffix == ".py" or p.is_symlink()]
             found += [find_submission(p, lab) for p in entries if not p.name.startswith((".", "_"))]
         else:
@@ -115,113 +90,6 @@ def shard(items: list[Submission], spec: str | None) -> list[Submission]:
     return [s for k, s in enumerate(sorted(items, key=lambda s: s.name)) if k % n == i - 1]
 
 
-def feedback_markdown(grade: Grade, lang: str) -> str:
-    from labkit.grading.grader import failure_message
-
-    t, lab = _TEXT[lang], load_lab()
-    lines = [f"# {t['title'].format(name=grade.name)}", "", t["total"].format(points=grade.points, max=grade.max_points), ""]
-    if grade.withheld:
-        lines += [f"## {t['withheld']}", "", t["withheld_why"], ""]
-        lines += [f"- {violation_line(v, lang)}" for v in grade.violations] + [""]
-    if grade.notices:
-        lines += [f"**{t['notices']}:** " + "; ".join(n[lang] for n in grade.notices), ""]
-    if grade.problem:
-        lines += [f"**{t['problem']}:**", "", "```text", grade.problem[lang], "```", ""]
-    lines += [f"| {t['block']} | {t['points']} | {t['rules']} | {t['status']} |", "|---|---|---|---|"]
-    for b in grade.blocks:
-        title = lab.block(b.id).title[lang]
-        lines.append(f"| {b.id}: {title} | {b.points:g} / {b.max_points:g} | {b.rules_passed} / {b.rules} | "
-                     f"{STATUS_LABELS[lang][b.status]} |")  # fmt: skip
-    for label, item in ((t["typecheck"], grade.typecheck), (t["notes"], grade.notes)):
-        lines.append(f"| {label} | {item.points:g} / {item.max_points:g} | | {'ok' if item.ok else '✗'} |")
-    lines += ["", f"## {t['failures']}", ""]
-    # With a problem (nothing imported), every test failed the same way: the problem says it once.
-    failures = [] if grade.problem else [(b.id, f) for b in grade.blocks if b.status != "not started" for f in b.failures]
-    not_started = [b.id for b in grade.blocks if b.status == "not started"]
-    if not failures and not not_started and not grade.problem:
-        lines.append(t["none"])
-    if not_started:
-        lines += [f"- {STATUS_LABELS[lang]['not started']}: {', '.join(not_started)} (NotImplementedError)", ""]
-    if not grade.problem:
-        lines += [f"- {broken_message(lab.invariant(i), b.id, lang)}\n" for b in grade.blocks for i in b.broken]
-    for block_id, failure in failures:
-        message = failure_message(failure.message, failure.exc_type).strip()[:2000]
-        lines += [f"### {block_id} · `{failure.name}` ({failure.outcome})", "", "```text", message, "```", ""]
-    for label, item in ((t["typecheck"], grade.typecheck), (t["notes"], grade.notes)):
-        if not item.ok:
-            lines += [f"### {label}", "", "```text", item.text(lang).strip()[:3000], "```", ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def violation_line(violation: dict[str, object], lang: str) -> str:
-    """One finding of a withheld grade, in the language (a rule's finding starts "line N: ...")."""
-    text: dict[str, str] = violation["text"]  # type: ignore[assignment]
-    return text[lang]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path whole or not at all: a temporary file beside it, then a rename.
-
-    A kill at any moment leaves either the old file or the new one, never half of one.
-    """
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".tmp", delete=False) as fh:  # fmt: skip
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(fh.name, 0o644)  # as a plain write would leave it (a temporary file starts private)
-    os.replace(fh.name, path)
-
-
-def write_results(grades: Sequence[Grade], out: Path, lang: str) -> None:
-    """Each grade's result.json and feedback.md in out/<name>/, each written atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    for grade in grades:
-        folder = out / grade.name
-        folder.mkdir(exist_ok=True)
-        write_atomic(folder / "feedback.md", feedback_markdown(grade, lang))
-        write_atomic(folder / "result.json", json.dumps(grade.to_json(), indent=1))  # last: it says the grade is done
-
-
-def write_batch(grades: Sequence[Grade], out: Path) -> None:
-    """The class's gradebook.csv and summary.md, each written atomically."""
-    lab = load_lab()
-    grades = sorted(grades, key=lambda g: g.name)
-    table = io.StringIO(newline="")
-    writer = csv.writer(table)
-    writer.writerow(["submission", *(f"block_{b.id}" for b in lab.blocks), "typecheck", "notes", "total", "max",
-                     "withheld_for_review", "problem"])  # fmt: skip
-    for g in grades:
-        review = "; ".join(violation_line(v, "en") for v in g.violations)
-        writer.writerow([g.name, *(f"{b.points:g}" for b in g.blocks), f"{g.typecheck.points:g}",
-                         f"{g.notes.points:g}", f"{g.points:g}", f"{g.max_points:g}", review[:500],
-                         "; ".join([g.problem.get("en", "").split("\n")[0], *(n["en"] for n in g.notices)]).strip("; ")])  # fmt: skip
-    write_atomic(out / "gradebook.csv", table.getvalue())
-    write_atomic(out / "summary.md", summary_markdown(grades))
-
-
-def summary_markdown(grades: Sequence[Grade]) -> str:
-    """Item analysis: how the class did on each test, and the failure messages seen most."""
-    lines = ["# Class summary", "", f"{len(grades)} submissions."]
-    if grades:
-        totals = sorted(g.points for g in grades)
-        lines.append(f"Total points: min {totals[0]:g}, median {totals[len(totals) // 2]:g}, max {totals[-1]:g}.")
-    lines += ["", "## Pass rate per test", "", "| test | passed | rate |", "|---|---|---|"]
-    names = [t.name for t in grades[0].tests] if grades else []
-    for i, name in enumerate(names):
-        passed = sum(g.tests[i].outcome == "passed" for g in grades if i < len(g.tests))
-        lines.append(f"| `{name}` | {passed} / {len(grades)} | {100 * passed / len(grades):.0f} % |")
-    messages = Counter(
-        f"{t.name}: {(t.message.strip().splitlines() or [''])[0][:160]}"
-        for g in grades
-        for t in g.tests
-        if t.outcome != "passed"
-    )
-    lines += ["", "## Most common failure messages", "", "| count | test: first line of the message |", "|---|---|"]
-    lines += [f"| {count} | {text.replace('|', '/')} |" for text, count in messages.most_common(15)]
-    return "\n".join(lines) + "\n"
-
-
 def grade_all(
     submissions: Sequence[Submission],
     *,
@@ -236,7 +104,10 @@ def grade_all(
 ) -> list[Grade]:
     """Grade submissions, jobs at a time; on_grade, when given, gets each grade as soon as it is done.
 
-    mypy's caches (MypyCaches, one per job) are kept for the batch, in mypy_cache if given.
+    mypy's caches (MypyCaches, one per job) are kept for the batch, in mypy_cache if given. A
+    KeyboardInterrupt while it waits (Ctrl-C, or SIGTERM through stop_signals) stops the runs that
+    are going (overlay.STOP ends every supervised process at once), drops their unfinished grades,
+    starts no other, and is raised again: what on_grade was given is all that was finished.
     """
     grades: list[Grade] = []
     with tempfile.TemporaryDirectory(prefix="labkit-mypy-") as cache, ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -248,16 +119,55 @@ def grade_all(
                                        mypy_cache=job_cache, sandbox=sandbox)  # fmt: skip
 
         futures = {pool.submit(grade_one, s): s for s in submissions}
-        for done, future in enumerate(as_completed(futures), 1):
-            grade = future.result()
-            grades.append(grade)
-            if on_grade is not None:
-                on_grade(grade)
-            bar = "#" * (20 * done // len(futures))
-            withheld = " (withheld for review)" if grade.withheld else ""
-            print(f"\r[{bar:20}] {done}/{len(futures)}  {grade.name}: {grade.points:g} / {grade.max_points:g}{withheld}",
-                  file=sys.stderr, flush=True)  # fmt: skip
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                grade = future.result()
+                grades.append(grade)
+                if on_grade is not None:
+                    on_grade(grade)
+                bar = "#" * (20 * done // len(futures))
+                withheld = " (withheld for review)" if grade.withheld else ""
+                print(f"\r[{bar:20}] {done}/{len(futures)}  {grade.name}: {grade.points:g} / {grade.max_points:g}{withheld}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+        except KeyboardInterrupt:
+            STOP.set()  # the running grades end now; the pool's exit waits for them, and they are dropped
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            STOP.clear()
     return sorted(grades, key=lambda g: g.name)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """Make the first Ctrl-C or SIGTERM a KeyboardInterrupt, and ignore those that come while stopping.
+
+    A second Ctrl-C would otherwise break the stopping itself (the tracebacks of an interrupted
+    interrupt); the stopping takes seconds (grade_all).
+    """
+    def first(signum: int, frame: FrameType | None) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        print("\ngrade: stopping: ending the runs that are going...", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+
+    saved = {sig: signal.signal(sig, first) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def class_listing(paths: Sequence[Path], submissions: Sequence[Submission], spec: str | None,
+                  old: results.ClassList | None, lab: Lab) -> results.ClassList:  # fmt: skip
+    """The class of the output folder after this run: a class given makes it; single submissions join it."""
+    names = {s.name for s in submissions}
+    if any(is_class(p, lab) for p in paths) or old is None:
+        return results.ClassList(tuple(sorted(names)), spec)
+    return results.ClassList(tuple(sorted(names | set(old.submissions))), old.shard)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     parser.add_argument("--shard", help="grade only shard I of N (I/N), for several machines; then --merge")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR", help="merge results of shards into --out")
+    parser.add_argument("--regrade", action="store_true", help="grade every submission again, current results too")
     parser.add_argument("--hidden-tests", type=Path, help="a directory of extra graded tests, kept outside the workbook")
     parser.add_argument("--seed", type=int, default=DEFAULT_GRADER_SEED, help="the grader's seed (MINITUNER_SEED)")
     parser.add_argument("--test-timeout", type=float, default=DEFAULT_LIMITS.test_timeout_s, help="seconds per test")
@@ -279,20 +190,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-sandbox", action="store_true",
                         help="grade without the bubblewrap sandbox (only for submissions you trust)")  # fmt: skip
     args = parser.parse_args(argv)
-    lab, lang = load_lab(), user_language(args.lang)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.hidden_tests and not args.hidden_tests.is_dir():
         parser.error(f"--hidden-tests must be a directory, got {args.hidden_tests}")
-    if args.merge:
-        grades = [grade_from_json(json.loads(p.read_text(encoding="utf-8"))) for d in args.merge for p in sorted(d.glob("*/result.json"))]
-        write_results(grades, args.out, lang)
-        write_batch(grades, args.out)
-        print(f"merged {len(grades)} results into {args.out}")
-        return 0
     missing = [str(p) for p in args.submissions if not p.exists()]
     if missing:
         parser.error(f"SUBMISSION must exist: {', '.join(missing)}")
+    try:
+        with stop_signals():
+            return _merge(args) if args.merge else _grade(args)
+    except results.ResultsError as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before any grading started: nothing to keep
+        print("grade: stopped before anything was graded", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _merge(args: argparse.Namespace) -> int:
+    with results.locked(args.out):
+        book = results.merge(args.merge, args.out, user_language(args.lang))
+    print(f"merged {len(book.graded)} results into {args.out}/ (gradebook.csv, summary.md)")
+    _report(book, args.out)
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    lab, lang = load_lab(), user_language(args.lang)
     if args.no_sandbox:
         print(f"grade: WARNING: {UNSANDBOXED[lang]}", file=sys.stderr)
     else:
@@ -302,23 +227,57 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"grade: {exc}", file=sys.stderr)
             return 2
     limits = Limits(args.memory_mb, args.output_mb, args.test_timeout)
+    hidden = args.hidden_tests.resolve() if args.hidden_tests else None
+    settings = grading_settings(seed=args.seed, limits=limits, time_limit=args.time_limit, hidden=hidden,
+                                sandbox=not args.no_sandbox)  # fmt: skip
+    removed, size = remove_left_folders(SCRATCH_PREFIX)
+    if removed:
+        print(f"grade: removed {removed} temporary folder(s) that killed runs left ({size / 2**20:.0f} MB)", file=sys.stderr)
     start = time.monotonic()
-    with contextlib.ExitStack() as stack:  # the examples' class lives until they are graded
-        paths = args.submissions or [stack.enter_context(materialized(lab=lab))]
+    stopped = False
+    with results.locked(args.out), scratch_folder(SCRATCH_PREFIX), contextlib.ExitStack() as stack:
+        paths = args.submissions or [stack.enter_context(materialized(lab=lab))]  # the examples, as a class
         submissions = shard(collect_submissions(paths, lab), args.shard)
-        # Each submission's result is on disk as soon as it is graded: a crash or a kill later loses none.
-        grades = grade_all(submissions, jobs=args.jobs, seed=args.seed, limits=limits, time_limit=args.time_limit,
-                           hidden=args.hidden_tests.resolve() if args.hidden_tests else None,
-                           sandbox=not args.no_sandbox, mypy_cache=args.mypy_cache,
-                           on_grade=lambda grade: write_results([grade], args.out, lang))  # fmt: skip
-    write_batch(grades, args.out)
-    print(f"\ngraded {len(grades)} submissions in {time.monotonic() - start:.1f} s with {args.jobs} job(s)")
-    for g in grades:
+        results.write_class(args.out, class_listing(paths, submissions, args.shard, results.read_class(args.out), lab))
+        done, _ = results.read_results(args.out)
+        todo = [s for s in submissions
+                if args.regrade or s.name not in done or not results.is_current(done[s.name], s, settings)]  # fmt: skip
+        if len(todo) < len(submissions):
+            print(f"{len(submissions) - len(todo)} of {len(submissions)} submissions already have a current result "
+                  "(same files, same settings) and are kept; --regrade grades them again")  # fmt: skip
+
+        graded: list[str] = []
+
+        def keep(grade: Grade) -> None:  # on disk as soon as it is graded: a crash or a kill later loses none
+            shard_noted = dataclasses.replace(grade, audit={**grade.audit, "shard": args.shard})
+            results.write_results([shard_noted], args.out, lang)
+            graded.append(grade.name)
+
+        try:
+            grade_all(todo, jobs=args.jobs, seed=args.seed, limits=limits, time_limit=args.time_limit, hidden=hidden,
+                      sandbox=not args.no_sandbox, mypy_cache=args.mypy_cache, on_grade=keep)  # fmt: skip
+        except KeyboardInterrupt:
+            stopped = True
+        book = results.rebuild(args.out)
+    print(f"\ngraded {len(graded)} of {len(todo)} submission(s) to grade in {time.monotonic() - start:.1f} s "
+          f"with {args.jobs} job(s)")  # fmt: skip
+    for g in book.graded:
         print(f"  {g.name:28} {g.points:6g} / {g.max_points:g}  " + " ".join(f"{b.id}:{b.points:g}" for b in g.blocks)
               + (f"  ({g.problem[lang].splitlines()[0]})" if g.problem else "")
               + ("  WITHHELD FOR REVIEW" if g.withheld else ""))  # fmt: skip
     print(f"results in {args.out}/ (gradebook.csv, summary.md, <name>/feedback.md)")
+    _report(book, args.out)
+    if stopped:
+        print(f"grade: stopped. {len(book.graded)} of {len(book.graded) + len(book.missing)} submissions have a "
+              "result, and the gradebook holds them; run the same command again to grade the others", file=sys.stderr)  # fmt: skip
+        return INTERRUPTED
     return 0
+
+
+def _report(book: results.Gradebook, out: Path) -> None:
+    if book.stale:
+        print(f"grade: {len(book.stale)} result(s) in {out}/ are not of this class and are left out of the gradebook: "
+              f"{', '.join(book.stale)} (delete those folders if they are not needed)", file=sys.stderr)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -79,6 +79,9 @@ JUDGE_GRACE_S = 30.0
 WORKER_FILES = ("src/minituner/__init__.py", "src/minituner/model.py", "tests/scenarios.py")
 #: The judge's stand-in for lora.py: the judge never imports a submission, and this makes sure of it.
 JUDGE_GUARD = 'raise ImportError("the judge never imports the submission: its scenarios run in the worker")\n'
+#: The notes' detail when the submission's code could not be run: nothing to compare them with.
+NOT_MEASURED = said("not compared: the values are measured with your code, which could not be graded",
+                    "sin comparar: los valores se miden con tu código, que no se pudo calificar")
 UNSANDBOXED = said(
     "graded WITHOUT the sandbox (--no-sandbox): the submission could read and change anything the grader can",
     "calificada SIN el sandbox (--no-sandbox): la entrega podía leer y cambiar todo lo que puede el corrector",
@@ -249,7 +252,7 @@ def grade_submission(
                 for block in lab.blocks:
                     if block.id not in reported:
                         progress(block.id, _block_grade(block, lab, expected, final))
-            notes = _notes(record.notes, submission.notes, lab) if not problem else notes
+            notes = _notes(record.notes, submission.notes, lab) if not problem else _item(0.0, lab.notes.points, False, NOT_MEASURED)
             typecheck = typecheck_item(*mypy.result(), lab, any_passed, typing_escapes(source))
             if progress is not None:
                 progress("typecheck", typecheck)
@@ -258,21 +261,31 @@ def grade_submission(
     blocks = [_block_grade(block, lab, expected, tests) for block in lab.blocks]
     notices = [] if sandbox else [UNSANDBOXED]
     seconds = round(time.monotonic() - start, 1)
-    audit = audit_record(submission, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden, sandbox=sandbox,
-                         started=started, seconds=seconds)  # fmt: skip
+    settings = grading_settings(seed=seed, limits=limits, time_limit=time_limit, hidden=hidden, sandbox=sandbox)
+    audit = audit_record(submission, settings=settings, started=started, seconds=seconds)
     return Grade(submission.name, blocks, typecheck, notes, problem, seconds, tests, violations, notices, audit)
 
 
-def audit_record(submission: Submission, *, seed: int, limits: Limits, time_limit: float, hidden: Path | None,
-                 sandbox: bool, started: float, seconds: float) -> dict[str, object]:  # fmt: skip
-    """What produced a grade: the workbook's commit, the sha256 of the graded files, the settings, when."""
+def grading_settings(*, seed: int, limits: Limits, time_limit: float, hidden: Path | None, sandbox: bool) -> dict[str, object]:
+    """What, besides the submission's files, decides a grade: two grades made with equal settings agree."""
     return {
         "workbook_commit": _workbook_commit(),
-        "lora_sha256": _file_sha256(submission.lora),
-        "notes_sha256": _file_sha256(submission.notes),
         "seed": seed,
         "hidden_tests_sha256": _tree_sha256(hidden),
         "limits": {**asdict(limits), "time_limit_s": time_limit, "sandbox": sandbox},
+    }
+
+
+#: The keys of an audit record that grading_settings gives (the rest: the files' digests, when, how long).
+SETTING_KEYS = ("workbook_commit", "seed", "hidden_tests_sha256", "limits")
+
+
+def audit_record(submission: Submission, *, settings: Mapping[str, object], started: float, seconds: float) -> dict[str, object]:
+    """What produced a grade: the settings, the sha256 of the graded files, when and how long."""
+    return {
+        **settings,
+        "lora_sha256": file_sha256(submission.lora),
+        "notes_sha256": file_sha256(submission.notes),
         "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "seconds": seconds,
     }
@@ -280,19 +293,20 @@ def audit_record(submission: Submission, *, seed: int, limits: Limits, time_limi
 
 @cache
 def _workbook_commit() -> str:
-    """The workbook's git commit, "+ changes" when its tracked files differ from it; "unknown" outside git."""
+    """The workbook's git commit; with "+ changes <digest>" when its tracked files differ from it; "unknown" outside git."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=WORKBOOK_ROOT, capture_output=True, text=True, timeout=30,
-                              check=True).stdout.strip()  # fmt: skip
+                              check=True).stdout  # fmt: skip
 
     try:
-        commit = git("rev-parse", "HEAD")
-        return commit + (" + changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+        commit = git("rev-parse", "HEAD").strip()
+        changes = git("diff", "HEAD", "--binary")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return f"{commit} + changes {hashlib.sha256(changes.encode()).hexdigest()[:12]}" if changes else commit
 
 
-def _file_sha256(path: Path | None) -> str | None:
+def file_sha256(path: Path | None) -> str | None:
     """The sha256 of a submission's file, read without following it (None when there is none or it cannot be read)."""
     if path is None:
         return None
@@ -314,23 +328,31 @@ def _tree_sha256(folder: Path | None) -> str | None:
     return digest.hexdigest()
 
 
-def grade_or_report(submission: Submission, **options: Any) -> Grade:
+def grade_or_report(submission: Submission, *, seed: int = DEFAULT_GRADER_SEED, limits: Limits = DEFAULT_LIMITS,
+                    time_limit: float = 300.0, hidden: Path | None = None, sandbox: bool = True,
+                    **options: Any) -> Grade:  # fmt: skip
     """grade_submission, except that an error of the grader's while grading it is this submission's grade.
 
-    That grade is 0, withheld for review, with the error: one submission never costs the class
-    its gradebook.
+    That grade is 0, withheld for review (violation code "grader"), with the error and the audit
+    record: one submission never costs the class its gradebook, and the next run grades it again.
     """
-    start = time.monotonic()
+    start, started = time.monotonic(), time.time()
     try:
-        return grade_submission(submission, **options)
+        return grade_submission(submission, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
+                                sandbox=sandbox, **options)  # fmt: skip
     except Exception as exc:  # whatever went wrong, for this submission only
         lab = load_lab()
         why = f"{type(exc).__name__}: {str(exc)[:500]}"
         problem = said(f"the grader failed on this submission ({why})", f"el corrector falló con esta entrega ({why})")
         blocks = [BlockGrade(b.id, b.title["en"], 0.0, b.points, 0, 0, "crashed") for b in lab.blocks]
+        seconds = round(time.monotonic() - start, 1)
+        audit: dict[str, object] = {}
+        with contextlib.suppress(Exception):  # the audit of a grade the grader could not make is best effort
+            settings = grading_settings(seed=seed, limits=limits, time_limit=time_limit, hidden=hidden, sandbox=sandbox)
+            audit = audit_record(submission, settings=settings, started=started, seconds=seconds)
         return Grade(submission.name, blocks, _item(0.0, lab.typecheck.points, False, problem),
-                     _item(0.0, lab.notes.points, False, problem), problem, round(time.monotonic() - start, 1), [],
-                     [{"line": 0, "code": "grader", "text": problem}])  # fmt: skip
+                     _item(0.0, lab.notes.points, False, problem), problem, seconds, [],
+                     [{"line": 0, "code": "grader", "text": problem}], audit=audit)  # fmt: skip
 
 
 def _test_results(expected: Sequence[tuple[str, str]], outcomes: Mapping[str, TestOutcome],

@@ -1,0 +1,298 @@
+"""The output folder of `grade`: a result per submission, the class it belongs to, and the gradebook.
+
+    OUT/class.json            the class graded into OUT: its submissions' names and the shard (I/N) it is
+    OUT/<name>/result.json    a submission's grade with its audit record; written last, it says the grade is done
+    OUT/<name>/feedback.md    what the student reads
+    OUT/gradebook.csv         a row per submission of the class that has a result
+    OUT/summary.md            the class's item analysis, and what is missing or left out
+
+Every file is written whole or not at all (write_atomic), a result as soon as its submission is
+graded, so a crash or a kill loses nothing finished. The gradebook and the summary are rebuilt from
+the results on disk at the end of every run and every merge (rebuild): a run that graded one student
+changes that student's row only. A result is current for a submission when it was made from the
+same files (their sha256) with the same settings (grader.SETTING_KEYS); a later run keeps current
+results and grades the rest, which is how an interrupted class is resumed. Results of names that
+are not in class.json are stale: reported and left out of the gradebook, never silently counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit.core.labinfo import load_lab
+from labkit.grading.feedback import feedback_markdown, violation_line
+from labkit.grading.grader import SETTING_KEYS, Grade, file_sha256, grade_from_json
+from labkit.grading.submission import Submission
+
+CLASS_FILE = "class.json"
+RESULT_FILE = "result.json"
+LOCK_FILE = ".grade.lock"
+#: A temporary file of write_atomic older than this was left by a killed run (a write takes milliseconds).
+LEFT_TMP_S = 60.0
+
+
+class ResultsError(Exception):
+    """An output folder that cannot be used as asked (a merge that would be wrong, a folder in use)."""
+
+
+@dataclass(frozen=True)
+class ClassList:
+    """Who is in the class graded into a folder, and which shard of it (None: all of it)."""
+
+    submissions: tuple[str, ...]
+    shard: str | None = None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write text to path whole or not at all: a temporary file beside it, then a rename.
+
+    A kill at any moment leaves either the old file or the new one, never half of one.
+    """
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=path.parent, prefix=f".{path.name}.",
+                                     suffix=".tmp", delete=False) as fh:  # fmt: skip
+        try:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        except BaseException:
+            os.unlink(fh.name)
+            raise
+    os.chmod(fh.name, 0o644)  # as a plain write would leave it (a temporary file starts private)
+    os.replace(fh.name, path)
+
+
+@contextlib.contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold out for this process: a second `grade` writing to the same folder is refused, not interleaved.
+
+    The lock is the kernel's (flock): it goes with the process, however it ends, a SIGKILL included.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResultsError(f"{out} is in use by another grade run; wait for it to end, or use another --out") from None
+        yield
+
+
+def write_results(grades: Sequence[Grade], out: Path, lang: str) -> None:
+    """Each grade's feedback.md and result.json in out/<name>/, each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    for grade in grades:
+        folder = out / grade.name
+        folder.mkdir(exist_ok=True)
+        write_atomic(folder / "feedback.md", feedback_markdown(grade, lang))
+        write_atomic(folder / RESULT_FILE, json.dumps(grade.to_json(), indent=1))  # last: it says the grade is done
+
+
+def read_class(out: Path) -> ClassList | None:
+    """The class recorded in out, or None when out holds none."""
+    try:
+        data = json.loads((out / CLASS_FILE).read_text(encoding="utf-8"))
+        return ClassList(tuple(str(n) for n in data["submissions"]), data.get("shard"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ResultsError(f"{out / CLASS_FILE} cannot be read ({exc}); delete it and grade the class again") from None
+
+
+def write_class(out: Path, listing: ClassList) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / CLASS_FILE, json.dumps({"submissions": sorted(listing.submissions), "shard": listing.shard}, indent=1))
+
+
+def read_results(out: Path) -> tuple[dict[str, Grade], list[str]]:
+    """The results in out by name, and the names whose result.json cannot be read (they count as missing)."""
+    results: dict[str, Grade] = {}
+    unreadable: list[str] = []
+    for path in sorted(out.glob(f"*/{RESULT_FILE}")):
+        try:
+            results[path.parent.name] = grade_from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            unreadable.append(path.parent.name)
+    return results, unreadable
+
+
+def settings_of(grade: Grade) -> dict[str, object]:
+    return {key: grade.audit.get(key) for key in SETTING_KEYS}
+
+
+def is_current(grade: Grade, submission: Submission, settings: Mapping[str, object]) -> bool:
+    """Whether grade is what grading submission now would give: same files, same settings, no grader error."""
+    audit = grade.audit
+    return (
+        bool(audit)
+        and not any(v.get("code") == "grader" for v in grade.violations)
+        and settings_of(grade) == dict(settings)
+        and audit.get("lora_sha256") == file_sha256(submission.lora)
+        and audit.get("notes_sha256") == file_sha256(submission.notes)
+    )
+
+
+@dataclass(frozen=True)
+class Gradebook:
+    """What rebuild put in the gradebook, and what it left out."""
+
+    graded: list[Grade]  # the class's results, by name
+    missing: list[str]  # in the class, no (readable) result yet
+    stale: list[str]  # a result, but not in the class
+
+
+def rebuild(out: Path) -> Gradebook:
+    """Rewrite out's gradebook.csv and summary.md from the results on disk, for the class in class.json.
+
+    Also removes what a killed run's write_atomic may have left (its temporary files).
+    """
+    for left in [*out.glob(".*.tmp"), *out.glob("*/.*.tmp")]:
+        with contextlib.suppress(OSError):
+            if time.time() - left.stat().st_mtime > LEFT_TMP_S:
+                left.unlink()
+    listing = read_class(out) or ClassList(())
+    results, _ = read_results(out)
+    members = set(listing.submissions)
+    book = Gradebook(
+        graded=[results[name] for name in sorted(members & set(results))],
+        missing=sorted(members - set(results)),
+        stale=sorted(set(results) - members),
+    )
+    write_atomic(out / "gradebook.csv", gradebook_csv(book.graded))
+    write_atomic(out / "summary.md", summary_markdown(book))
+    return book
+
+
+def gradebook_csv(grades: Sequence[Grade]) -> str:
+    lab = load_lab()
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["submission", *(f"block_{b.id}" for b in lab.blocks), "typecheck", "notes", "total", "max",
+                     "withheld_for_review", "problem"])  # fmt: skip
+    for g in sorted(grades, key=lambda g: g.name):
+        review = "; ".join(violation_line(v, "en") for v in g.violations)
+        writer.writerow([g.name, *(f"{b.points:g}" for b in g.blocks), f"{g.typecheck.points:g}",
+                         f"{g.notes.points:g}", f"{g.points:g}", f"{g.max_points:g}", review[:500],
+                         "; ".join([g.problem.get("en", "").split("\n")[0], *(n["en"] for n in g.notices)]).strip("; ")])  # fmt: skip
+    return table.getvalue()
+
+
+def summary_markdown(book: Gradebook) -> str:
+    """Item analysis: how the class did on each test, and the failure messages seen most.
+
+    Tests that did not run because their block is not started (its stub still raises
+    NotImplementedError) are counted apart, so the most common failures are real mistakes.
+    """
+    grades = book.graded
+    lines = ["# Class summary", "", f"{len(grades)} submissions graded."]
+    if book.missing:
+        lines.append(f"Not graded yet ({len(book.missing)}; run the same grade command again): {', '.join(book.missing)}.")
+    if book.stale:
+        lines.append(f"Left out, not in this class ({len(book.stale)}): {', '.join(book.stale)}.")
+    if grades:
+        totals = sorted(g.points for g in grades)
+        lines.append(f"Total points: min {totals[0]:g}, median {totals[len(totals) // 2]:g}, max {totals[-1]:g}.")
+    lines += ["", "## Pass rate per test", "", "| test | passed | not started | rate |", "|---|---|---|---|"]
+    names = [t.name for t in grades[0].tests] if grades else []
+    for i, name in enumerate(names):
+        outcomes = [g.tests[i] for g in grades if i < len(g.tests)]
+        passed = sum(t.outcome == "passed" for t in outcomes)
+        stub = sum(t.exc_type == "NotImplementedError" for t in outcomes)
+        lines.append(f"| `{name}` | {passed} / {len(grades)} | {stub} | {100 * passed / len(grades):.0f} % |")
+    messages = Counter(
+        f"{t.name}: {(t.message.strip().splitlines() or [''])[0][:160]}"
+        for g in grades
+        if not g.problem
+        for t in g.tests
+        if t.outcome != "passed" and t.exc_type != "NotImplementedError"
+    )
+    ungraded = [g.name for g in grades if g.problem]
+    lines += ["", "## Most common failure messages", "",
+              "Not counting the tests of blocks not started (NotImplementedError) nor those of submissions that "
+              f"could not be graded at all ({len(ungraded)}{': ' + ', '.join(ungraded) if ungraded else ''}; their "
+              "feedback says why).", "", "| count | test: first line of the message |", "|---|---|"]  # fmt: skip
+    lines += [f"| {count} | {text.replace('|', '/')} |" for text, count in messages.most_common(15)]
+    return "\n".join(lines) + "\n"
+
+
+def merge(folders: Sequence[Path], out: Path, lang: str) -> Gradebook:
+    """Put the results of several shards' (or sections') output folders into out, then rebuild it.
+
+    Refused (ResultsError), with nothing written, when the merge would be wrong: a folder missing,
+    given twice or not written by grade; a submission in two folders or without its result yet;
+    shards that are not exactly 1/N..N/N; results made with different settings.
+    """
+    parts = [(folder, _merge_part(folder)) for folder in folders]
+    seen: dict[Path, Path] = {}
+    for folder, _ in parts:
+        if folder.resolve() in seen:
+            raise ResultsError(f"{folder} is given twice (as {seen[folder.resolve()]} too)")
+        seen[folder.resolve()] = folder
+    owner: dict[str, Path] = {}
+    for folder, (listing, _) in parts:
+        for name in listing.submissions:
+            if name in owner:
+                raise ResultsError(f"{name} is in both {owner[name]} and {folder}: a submission belongs to one shard")
+            owner[name] = folder
+    _check_shards([(folder, listing.shard) for folder, (listing, _) in parts])
+    grades = [grade for _, (_, part) in parts for grade in part]
+    settings = [(folder, settings_of(g), g.name) for folder, (_, part) in parts for g in part]
+    for folder, found, name in settings[1:]:
+        first_folder, first, first_name = settings[0]
+        for key in SETTING_KEYS:
+            if found[key] != first[key]:
+                raise ResultsError(f"{folder}/{name} was graded with {key} = {found[key]!r}, {first_folder}/{first_name} "
+                                   f"with {first[key]!r}: grade every shard with the same settings")  # fmt: skip
+    write_results(grades, out, lang)
+    write_class(out, ClassList(tuple(sorted(owner))))
+    return rebuild(out)
+
+
+def _merge_part(folder: Path) -> tuple[ClassList, list[Grade]]:
+    """A folder's class and its results, or why it cannot be merged."""
+    if not folder.is_dir():
+        raise ResultsError(f"{folder} is not a folder")
+    listing = read_class(folder)
+    if listing is None:
+        raise ResultsError(f"{folder} has no {CLASS_FILE}: it is not an output folder of grade (or an older grade "
+                           "wrote it; grade it again)")  # fmt: skip
+    results, _ = read_results(folder)
+    missing = [name for name in listing.submissions if name not in results]
+    if missing:
+        raise ResultsError(f"{folder}: {len(missing)} submission(s) of its class have no result yet ({', '.join(missing[:5])}): "
+                           "run its grade command again to finish it")  # fmt: skip
+    unaudited = [name for name in listing.submissions if not results[name].audit]
+    if unaudited:
+        raise ResultsError(f"{folder}: the results of {', '.join(unaudited[:5])} have no audit record (an older grade "
+                           "made them): grade them again")  # fmt: skip
+    return listing, [results[name] for name in listing.submissions]
+
+
+def _check_shards(shards: Sequence[tuple[Path, str | None]]) -> None:
+    """Sharded folders must be every shard of one split, once each; unsharded ones may be merged freely."""
+    sharded = [(folder, spec) for folder, spec in shards if spec]
+    if not sharded:
+        return
+    if len(sharded) != len(shards):
+        plain = next(folder for folder, spec in shards if not spec)
+        raise ResultsError(f"{plain} holds a whole class, the others shards of one: merge the shards only")
+    counts = {spec.split("/")[1] for _, spec in sharded}
+    if len(counts) > 1:
+        raise ResultsError(f"the folders are shards of different splits ({', '.join(spec for _, spec in sharded)})")
+    total = int(counts.pop())
+    have = Counter(int(spec.split("/")[0]) for _, spec in sharded)
+    twice = [f"{i}/{total}" for i, c in sorted(have.items()) if c > 1]
+    if twice:
+        raise ResultsError(f"shard {', '.join(twice)} is given more than once")
+    absent = [f"{i}/{total}" for i in range(1, total + 1) if i not in have]
+    if absent:
+        raise ResultsError(f"shard {', '.join(absent)} is missing: merge the folders of all {total} shards")
