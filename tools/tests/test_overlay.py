@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,30 @@ def test_a_forked_run_is_stopped_and_its_session_killed(tmp_path: Path) -> None:
     pid = int(mark.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_peak_memory_counts_the_processes_a_run_started() -> None:
+    from labkit.core.memory import PeakMemory
+
+    hold = "import time; block = bytearray(300 * 2**20); block[::4096] = b'x' * len(block[::4096]); time.sleep(1.5)"
+    with PeakMemory(interval_s=0.05) as memory:
+        subprocess.run([sys.executable, "-c", hold], check=True)
+    assert memory.peak > 300 * 2**20, f"{memory.peak / 2**20:.0f} MiB: the child's 300 MiB were not counted"
+
+
+def test_only_the_folders_of_runs_that_are_gone_are_removed(tmp_path: Path) -> None:
+    from labkit.core.leftovers import OWNER_FILE, remove_left_folders, scratch_folder
+
+    with scratch_folder("labkit-test-scratch-") as mine:
+        assert os.environ["TMPDIR"] == tempfile.gettempdir() == str(mine) and (mine / OWNER_FILE).is_file()
+        assert remove_left_folders("labkit-test-scratch-", mine.parent) == (0, 0), "a live run's folder went"
+    assert not mine.exists() and tempfile.gettempdir() != str(mine)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, foreign = tmp_path / "labkit-grade-dead", tmp_path / "labkit-grade-foreign"
+    for folder in (dead, foreign):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "data").write_bytes(b"x" * 1000)
+    owner = f"{gone.stdout.strip()} 1\n"  # a process that has ended
+    (dead / OWNER_FILE).write_text(owner, encoding="utf-8")
+    assert remove_left_folders("labkit-grade-", tmp_path) == (1, 1000 + len(owner))
+    assert not dead.exists() and foreign.is_dir(), "only a folder whose owner is known and gone is removed"

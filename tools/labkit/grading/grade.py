@@ -38,6 +38,7 @@ from types import FrameType
 
 from labkit.core.labinfo import Lab, load_lab, user_language
 from labkit.core.leftovers import remove_left_folders, scratch_folder
+from labkit.core.memory import PeakMemory
 from labkit.core.overlay import STOP, Limits
 from labkit.core.sandbox import SandboxUnavailable, probe
 from labkit.grading import results
@@ -104,13 +105,18 @@ def grade_all(
 ) -> list[Grade]:
     """Grade submissions, jobs at a time; on_grade, when given, gets each grade as soon as it is done.
 
-    mypy's caches (MypyCaches, one per job) are kept for the batch, in mypy_cache if given. A
+    mypy's caches (MypyCaches, one per job) are kept for the batch, in mypy_cache if given. The
+    peak memory of the whole process tree (labkit.core.memory) is printed at the end. A
     KeyboardInterrupt while it waits (Ctrl-C, or SIGTERM through stop_signals) stops the runs that
     are going (overlay.STOP ends every supervised process at once), drops their unfinished grades,
     starts no other, and is raised again: what on_grade was given is all that was finished.
     """
     grades: list[Grade] = []
-    with tempfile.TemporaryDirectory(prefix="labkit-mypy-") as cache, ThreadPoolExecutor(max_workers=jobs) as pool:
+    with (
+        PeakMemory() as memory,
+        tempfile.TemporaryDirectory(prefix="labkit-mypy-") as cache,
+        ThreadPoolExecutor(max_workers=jobs) as pool,
+    ):
         caches = MypyCaches(mypy_cache or Path(cache), jobs)
 
         def grade_one(submission: Submission) -> Grade:
@@ -137,6 +143,9 @@ def grade_all(
         finally:
             pool.shutdown(wait=True)
             STOP.clear()
+    if memory.peak:
+        print(f"\npeak memory of the grader and every process it started: {memory.peak / 2**30:.2f} GiB with {jobs} "
+              f"job(s), {memory.peak / jobs / 2**30:.2f} GiB per job", file=sys.stderr)  # fmt: skip
     return sorted(grades, key=lambda g: g.name)
 
 
@@ -147,7 +156,11 @@ def stop_signals() -> Iterator[None]:
     A second Ctrl-C would otherwise break the stopping itself (the tracebacks of an interrupted
     interrupt); the stopping takes seconds (grade_all).
     """
+    stopping = False
+
     def first(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
         print("\ngrade: stopping: ending the runs that are going...", file=sys.stderr, flush=True)
@@ -157,8 +170,9 @@ def stop_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+        if not stopping:  # once stopping, the rest of the run (its exit included) ignores them too
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
 
 
 def class_listing(paths: Sequence[Path], submissions: Sequence[Submission], spec: str | None,
