@@ -82,11 +82,9 @@ jobs:
           if [ -e /proc/sys/kernel/apparmor_restrict_unprivileged_userns ]; then
             sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0
           fi
-      # A student's install has all grade needs (pytest, pytest-timeout, mypy); the extra index
-      # gives pip the CPU build of torch instead of the much larger CUDA one.
+      # A student's install has all grade needs (pytest, pytest-timeout, mypy); the bootstrap takes
+      # torch from PyTorch's CPU index, not PyPI's much larger CUDA build.
       - name: Set up the workbook
-        env:
-          PIP_EXTRA_INDEX_URL: https://download.pytorch.org/whl/cpu
         run: bash tools/bootstrap.sh
       - name: Grade shard ${{{{ matrix.shard }}}} of ${{{{ inputs.shards }}}}
         env:
@@ -106,8 +104,6 @@ jobs:
     steps:
       - uses: actions/checkout@v4
       - name: Set up the workbook
-        env:
-          PIP_EXTRA_INDEX_URL: https://download.pytorch.org/whl/cpu
         run: bash tools/bootstrap.sh
       - uses: actions/download-artifact@v4
         with:
