@@ -41,7 +41,7 @@ from labkit.core.leftovers import remove_left_folders, scratch_folder
 from labkit.core.memory import PeakMemory
 from labkit.core.overlay import STOP, Limits
 from labkit.core.sandbox import SandboxUnavailable, probe
-from labkit.grading import results
+from labkit.grading import lms, results
 from labkit.grading.examples import materialized
 from labkit.grading.grader import (
     DEFAULT_GRADER_SEED,
@@ -192,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shard", help="grade only shard I of N (I/N), for several machines; then --merge")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR", help="merge results of shards into --out")
     parser.add_argument("--regrade", action="store_true", help="grade every submission again, current results too")
+    parser.add_argument("--roster", type=Path, help="GitHub Classroom's roster export (CSV), kept in --out: "
+                        "names each submission's student and writes canvas.csv and moodle.csv")  # fmt: skip
     parser.add_argument("--hidden-tests", type=Path, help="a directory of extra graded tests, kept outside the workbook")
     parser.add_argument("--seed", type=int, default=DEFAULT_GRADER_SEED, help="the grader's seed (MINITUNER_SEED)")
     parser.add_argument("--test-timeout", type=float, default=DEFAULT_LIMITS.test_timeout_s, help="seconds per test")
@@ -214,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with stop_signals():
             return _merge(args) if args.merge else _grade(args)
-    except results.ResultsError as exc:
+    except (results.ResultsError, lms.ReviewError) as exc:
         print(f"grade: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before any grading started: nothing to keep
@@ -222,8 +224,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
 
 
+def _keep_roster(roster: Path | None, out: Path) -> None:
+    """The roster, checked, into out (where every later run and merge finds it)."""
+    if roster is not None:
+        lms.read_roster(roster)
+        results.write_atomic(out / lms.ROSTER_FILE, roster.read_text(encoding="utf-8-sig"))
+
+
 def _merge(args: argparse.Namespace) -> int:
     with results.locked(args.out):
+        _keep_roster(args.roster, args.out)
         book = results.merge(args.merge, args.out, user_language(args.lang))
     print(f"merged {len(book.graded)} results into {args.out}/ (gradebook.csv, summary.md)")
     _report(book, args.out)
@@ -250,6 +260,7 @@ def _grade(args: argparse.Namespace) -> int:
     start = time.monotonic()
     stopped = False
     with results.locked(args.out), scratch_folder(SCRATCH_PREFIX), contextlib.ExitStack() as stack:
+        _keep_roster(args.roster, args.out)
         paths = args.submissions or [stack.enter_context(materialized(lab=lab))]  # the examples, as a class
         submissions = shard(collect_submissions(paths, lab), args.shard)
         results.write_class(args.out, class_listing(paths, submissions, args.shard, results.read_class(args.out), lab))
@@ -289,6 +300,9 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _report(book: results.Gradebook, out: Path) -> None:
+    if book.unrostered:
+        print(f"grade: {len(book.unrostered)} submission(s) match no student of the roster and are not in canvas.csv "
+              f"or moodle.csv: {', '.join(book.unrostered)}", file=sys.stderr)  # fmt: skip
     if book.stale:
         print(f"grade: {len(book.stale)} result(s) in {out}/ are not of this class and are left out of the gradebook: "
               f"{', '.join(book.stale)} (delete those folders if they are not needed)", file=sys.stderr)  # fmt: skip

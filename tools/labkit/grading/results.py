@@ -27,10 +27,11 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.core.labinfo import load_lab
+from labkit.grading import lms
 from labkit.grading.feedback import feedback_markdown, violation_line
 from labkit.grading.grader import SETTING_KEYS, Grade, file_sha256, grade_from_json
 from labkit.grading.submission import Submission
@@ -148,6 +149,8 @@ class Gradebook:
     graded: list[Grade]  # the class's results, by name
     missing: list[str]  # in the class, no (readable) result yet
     stale: list[str]  # a result, but not in the class
+    unrostered: list[str] = field(default_factory=list)  # with a roster: submissions of no rostered student
+    absent: list[str] = field(default_factory=list)  # with a roster: rostered students with no submission
 
 
 def rebuild(out: Path) -> Gradebook:
@@ -162,27 +165,47 @@ def rebuild(out: Path) -> Gradebook:
     listing = read_class(out) or ClassList(())
     results, _ = read_results(out)
     members = set(listing.submissions)
+    graded = [results[name] for name in sorted(members & set(results))]
+    roster = lms.read_roster(out / lms.ROSTER_FILE) if (out / lms.ROSTER_FILE).exists() else []
+    students = lms.match_students(sorted(members), roster)
+    overrides = lms.read_overrides(out / lms.OVERRIDES_FILE, {g.name: g for g in graded})
+    handed_in = {s.identifier for s in students.values()}
     book = Gradebook(
-        graded=[results[name] for name in sorted(members & set(results))],
+        graded=graded,
         missing=sorted(members - set(results)),
         stale=sorted(set(results) - members),
+        unrostered=sorted(members - set(students)) if roster else [],
+        absent=sorted(s.name or s.identifier for s in roster if s.identifier not in handed_in),
     )
-    write_atomic(out / "gradebook.csv", gradebook_csv(book.graded))
+    write_atomic(out / "gradebook.csv", gradebook_csv(book.graded, overrides, students))
     write_atomic(out / "summary.md", summary_markdown(book))
+    if roster:
+        lab = load_lab()
+        max_points = lab.total_points
+        for name, text in lms.exports(graded, students, roster, overrides, lab.title["en"], max_points).items():
+            write_atomic(out / name, text)
     return book
 
 
-def gradebook_csv(grades: Sequence[Grade]) -> str:
-    lab = load_lab()
+def gradebook_csv(grades: Sequence[Grade], overrides: Mapping[str, lms.Override] | None = None,
+                  students: Mapping[str, lms.Student] | None = None) -> str:  # fmt: skip
+    """A row per grade: the computed points, then the final score and the review, then who it is (with a roster)."""
+    lab, overrides, students = load_lab(), overrides or {}, students or {}
     table = io.StringIO(newline="")
     writer = csv.writer(table)
     writer.writerow(["submission", *(f"block_{b.id}" for b in lab.blocks), "typecheck", "notes", "total", "max",
-                     "withheld_for_review", "problem"])  # fmt: skip
+                     "withheld_for_review", "problem", "final", "override", "override_reason", "identifier",
+                     "github_username", "name"])  # fmt: skip
     for g in sorted(grades, key=lambda g: g.name):
         review = "; ".join(violation_line(v, "en") for v in g.violations)
+        override, student = overrides.get(g.name), students.get(g.name)
+        final = lms.final_score(g, override)
+        shown = "" if override is None else ("approved" if override.score is None else f"{override.score:g}")
         writer.writerow([g.name, *(f"{b.points:g}" for b in g.blocks), f"{g.typecheck.points:g}",
                          f"{g.notes.points:g}", f"{g.points:g}", f"{g.max_points:g}", review[:500],
-                         "; ".join([g.problem.get("en", "").split("\n")[0], *(n["en"] for n in g.notices)]).strip("; ")])  # fmt: skip
+                         "; ".join([g.problem.get("en", "").split("\n")[0], *(n["en"] for n in g.notices)]).strip("; "),
+                         "" if final is None else f"{final:g}", shown, override.reason if override else "",
+                         *((student.identifier, student.github_username, student.name) if student else ("", "", ""))])  # fmt: skip
     return table.getvalue()
 
 
@@ -198,6 +221,12 @@ def summary_markdown(book: Gradebook) -> str:
         lines.append(f"Not graded yet ({len(book.missing)}; run the same grade command again): {', '.join(book.missing)}.")
     if book.stale:
         lines.append(f"Left out, not in this class ({len(book.stale)}): {', '.join(book.stale)}.")
+    if book.absent:
+        lines.append(f"Rostered, no submission (blank in canvas.csv and moodle.csv) ({len(book.absent)}): "
+                     f"{', '.join(book.absent)}.")  # fmt: skip
+    if book.unrostered:
+        lines.append(f"Submissions of no rostered student (not in the exports) ({len(book.unrostered)}): "
+                     f"{', '.join(book.unrostered)}.")  # fmt: skip
     if grades:
         totals = sorted(g.points for g in grades)
         lines.append(f"Total points: min {totals[0]:g}, median {totals[len(totals) // 2]:g}, max {totals[-1]:g}.")
