@@ -71,3 +71,11 @@ def test_every_invariant_names_graded_tests(invariant: object) -> None:
     rules = {name for names in block_rules(LAB, expected_tests()).values() for name in names}
     missing = [name for name in invariant.tests if name not in rules]  # type: ignore[attr-defined]
     assert not missing, f"labs/lab.toml names tests that are not graded tests: {missing}"
+
+
+def test_the_stubs_collect_the_tests_the_reference_does() -> None:
+    # expected_tests collects with the stubs (the student edition has no reference): same tests, same blocks.
+    from labkit.core.overlay import REFERENCE, run_overlay
+
+    run = run_overlay(REFERENCE, pytest_args=["--collect-only"])
+    assert tuple((o.nodeid, o.blocks[0] if o.blocks else "") for o in run.outcomes) == expected_tests()

@@ -83,7 +83,8 @@ def stage_external_pages(root: Path = ROOT) -> list[Path]:
         target = root / target_dir
         target.mkdir(parents=True, exist_ok=True)
         wanted = {}
-        for source in sorted((root / source_dir).iterdir()):
+        present = (root / source_dir).is_dir()  # the student edition has no solutions/
+        for source in sorted((root / source_dir).iterdir()) if present else []:
             if source.suffix in STAGED_SUFFIXES and source.is_file():
                 data = source.read_bytes()
                 if source.suffix == ".md":

@@ -40,7 +40,7 @@ from labkit.core.labinfo import Block, Lab, load_lab
 from labkit.core.overlay import (
     CANDIDATE_PATH,
     GRADED_TESTS,
-    REFERENCE,
+    STUBS,
     WORKBOOK_ROOT,
     Limits,
     TestOutcome,
@@ -192,8 +192,12 @@ class Grade:
 
 @cache
 def expected_tests(hidden: Path | None = None) -> tuple[tuple[str, str], ...]:
-    """(nodeid, marker) of every graded test, collected with the reference solution."""
-    run = run_overlay(REFERENCE, tests=_test_paths(hidden), pytest_args=["--collect-only"], extra=_extra(hidden))
+    """(nodeid, marker) of every graded test, collected with the stubs.
+
+    Collecting runs no test, so the stubs give the same tests as the reference (a maintainers' test
+    checks it), and the student edition, which has no reference, collects them the same way.
+    """
+    run = run_overlay(STUBS, tests=_test_paths(hidden), pytest_args=["--collect-only"], extra=_extra(hidden))
     tests = tuple((o.nodeid, o.blocks[0] if o.blocks else "") for o in run.outcomes)
     if not tests:
         raise RuntimeError(f"no graded test could be collected with the reference:\n{run.output}")

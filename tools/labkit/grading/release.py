@@ -1,0 +1,149 @@
+"""`release DIR`: write the student edition of the workbook, a fresh git repository of one commit.
+
+    release DIR [--force]
+
+The edition is what students clone: the stubs, the graded tests and their conftest, the lab, its
+theory and notebooks, BLUEPRINT, `check`, the bootstrap and the site, without anything that gives
+the reference solution away (no solutions/, no bug zoo or example edits, no instructor pages). What
+it takes and how it differs from the workbook is data, tools/release/edition.toml: tracked paths in
+and out, files of its own (its README), and exact edits of the pages that point at what it leaves
+out. It is generated, never edited by hand; before it is committed, leaks() checks that no line of
+the reference (beyond ordinary PyTorch idioms) and no link to what was left out is in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit.core.edits import EditError, apply_edits
+from labkit.core.overlay import REFERENCE, STUBS, WORKBOOK_ROOT
+from labkit.core.tomlread import read_toml
+
+EDITION_FILE = WORKBOOK_ROOT / "tools" / "release" / "edition.toml"
+#: What a page of the edition may not link to: the folders it leaves out.
+LEFT_OUT_LINK = re.compile(r"\]\((?:\.\./)*(?:docs/)?(?:solutions|instructors)/")
+
+
+class ReleaseError(Exception):
+    """The edition cannot be written as asked: a target in the way, an edit gone stale, a leak."""
+
+
+@dataclass(frozen=True)
+class Edition:
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    files: dict[str, str]  # path in the edition -> path in the workbook
+    edits: dict[str, list[tuple[str, str]]]  # path -> (old, new), in order
+    min_length: int
+    common: frozenset[str]
+
+
+def load_edition(path: Path = EDITION_FILE) -> Edition:
+    data = read_toml(path)
+    edits: dict[str, list[tuple[str, str]]] = {}
+    for edit in data.get("edit", []):
+        edits.setdefault(edit["file"], []).append((edit["old"], edit["new"]))
+    leak = data["leak"]
+    return Edition(tuple(data["include"]), tuple(data["exclude"]), dict(data.get("files", {})), edits,
+                   int(leak["min_length"]), frozenset(leak["common"]))  # fmt: skip
+
+
+def tracked_files(root: Path = WORKBOOK_ROOT) -> list[str]:
+    """The workbook's tracked files (what a clone has), as paths relative to root."""
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    return sorted(p for p in out.decode("utf-8").split("\0") if p)
+
+
+def _under(path: str, prefixes: Sequence[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def edition_files(edition: Edition, root: Path = WORKBOOK_ROOT) -> dict[str, bytes]:
+    """Every file of the edition, by its path in it, with its content (edits applied)."""
+    chosen = [p for p in tracked_files(root) if _under(p, edition.include) and not _under(p, edition.exclude)]
+    files = {p: (root / p).read_bytes() for p in chosen if (root / p).is_file() and not (root / p).is_symlink()}
+    files.update({target: (root / source).read_bytes() for target, source in edition.files.items()})
+    for path, edits in edition.edits.items():
+        if path not in files:
+            raise ReleaseError(f"{EDITION_FILE.name}: an edit of {path}, which the edition does not hold")
+        try:
+            files[path] = apply_edits(path, edits, files[path].decode("utf-8")).encode("utf-8")
+        except EditError as exc:
+            raise ReleaseError(f"{EDITION_FILE.name}: {exc}") from None
+    return files
+
+
+def secret_lines(edition: Edition, reference: Path = REFERENCE, stubs: Path = STUBS) -> frozenset[str]:
+    """The reference's lines that give it away: not in the stubs, not a common idiom, long enough to mean something."""
+    given = {line.strip() for line in stubs.read_text(encoding="utf-8").splitlines()}
+    return frozenset(
+        line.strip()
+        for line in reference.read_text(encoding="utf-8").splitlines()
+        if len(line.strip()) >= edition.min_length and line.strip() not in given | edition.common
+    )
+
+
+def leaks(files: dict[str, bytes], secret: frozenset[str]) -> list[str]:
+    """Where the edition would give the reference away: its lines, or links to what it leaves out."""
+    found = []
+    for path, data in sorted(files.items()):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # images: no code in them
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip() in secret:
+                found.append(f"{path}:{number}: a line of the reference: {line.strip()}")
+            if path.endswith(".md") and LEFT_OUT_LINK.search(line):
+                found.append(f"{path}:{number}: a link to a page the edition leaves out")
+    return found
+
+
+def release(target: Path, *, force: bool = False, edition: Edition | None = None) -> int:
+    """Write the edition into target as a new git repository with one commit; the number of files."""
+    edition = edition or load_edition()
+    files = edition_files(edition)
+    found = leaks(files, secret_lines(edition))
+    if found:
+        raise ReleaseError("the edition would give the reference away:\n" + "\n".join(found))
+    if target.exists() and any(target.iterdir()):
+        if not force:
+            raise ReleaseError(f"{target} is not empty; choose a new folder, or --force to replace what is there")
+        shutil.rmtree(target)
+    for path, data in files.items():
+        (target / path).parent.mkdir(parents=True, exist_ok=True)
+        (target / path).write_bytes(data)
+        if (WORKBOOK_ROOT / path).is_file() and (WORKBOOK_ROOT / path).stat().st_mode & 0o111:
+            (target / path).chmod(0o755)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=WORKBOOK_ROOT, capture_output=True, text=True)
+    git = ["git", "-c", "user.name=minituner release", "-c", "user.email=release@minituner.invalid", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q"], cwd=target, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=target, check=True)
+    message = f"Lab 00, student edition (from the workbook at {commit.stdout.strip() or 'an unknown commit'})"
+    subprocess.run([*git, "commit", "-q", "-m", message], cwd=target, check=True)
+    return len(files)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="release", description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", type=Path, metavar="DIR", help="where the edition goes (a new or empty folder)")
+    parser.add_argument("--force", action="store_true", help="replace what DIR holds")
+    args = parser.parse_args(argv)
+    try:
+        count = release(args.target, force=args.force)
+    except ReleaseError as exc:
+        print(f"release: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote the student edition ({count} files, one commit) to {args.target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The student edition (`release`, labkit.grading.release): nothing of the reference in it, and it works on its own.
+
+The edition is written to a folder outside the workbook and used from there as a student would: its
+graded tests all red on the stubs, its `check`, its site; and the instructor's grader gives a clone
+of it with a correct lora.py full marks for the code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labkit.core.labinfo import load_lab
+from labkit.core.overlay import REFERENCE
+from labkit.grading import release
+from labkit.grading.grader import expected_tests, grade_submission
+from labkit.grading.submission import find_submission
+
+
+@pytest.fixture(scope="module")
+def edition(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("apart") / "lab00"
+    assert release.main([str(target)]) == 0
+    return target
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and ".git" not in p.relative_to(root).parts}  # fmt: skip
+
+
+def _run(edition: Path, *command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """A command in the edition, with its own package and tooling first on the path (not the workbook's)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(edition / "tools"), str(edition / "src")])}
+    return subprocess.run(command, cwd=edition, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_edition_gives_nothing_away(edition: Path) -> None:
+    files = _files(edition)
+    for left_out in ("solutions/", "tools/zoo/", "tools/grading/", "docs/instructors/", "tools/tests/", "tools/labkit/quality/"):
+        assert not [p for p in files if p.startswith(left_out)], f"{left_out} is in the edition"
+    edition_spec = release.load_edition()
+    assert release.leaks(files, release.secret_lines(edition_spec)) == [], "the edition on disk gives the reference away"
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=edition, capture_output=True, text=True, check=True)
+    assert log.stdout.count("\n") == 1 and "student edition" in log.stdout
+    assert "student edition" in files["README.md"].decode() and "edición para estudiantes" in files["README.es.md"].decode()
+    assert b'release = "' not in files["pyproject.toml"] and b'grade = "' not in files["pyproject.toml"]
+
+
+def test_the_leak_check_can_fail() -> None:
+    spec = release.load_edition()
+    secret = release.secret_lines(spec)
+    assert len(secret) > 50, "too few lines of the reference count as giving it away"
+    found = release.leaks({"notes.md": REFERENCE.read_bytes(), "page.md": b"see [it](../solutions/x.md)\n"}, secret)
+    assert any(f.startswith("notes.md:") for f in found) and any("page.md:1: a link" in f for f in found)
+    stale = release.Edition(spec.include, spec.exclude, spec.files, {"mkdocs.yml": [("no such text", "")]},
+                            spec.min_length, spec.common)  # fmt: skip
+    with pytest.raises(release.ReleaseError, match="mkdocs.yml: edit target found 0 times"):
+        release.edition_files(stale)
+
+
+def test_a_non_empty_folder_is_not_replaced_unasked(edition: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert release.main([str(edition)]) == 2 and "is not empty" in capsys.readouterr().err
+
+
+def test_the_edition_works_on_its_own(edition: Path, tmp_path: Path) -> None:
+    tests = _run(edition, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert tests.returncode == 1 and f"{len(expected_tests())} failed in" in tests.stdout and " passed" not in tests.stdout, (
+        tests.stdout[-2000:]
+    )
+    progress = _run(edition, sys.executable, "-m", "labkit.grading.check")
+    assert "not started" in progress.stdout and "Traceback" not in progress.stderr, progress.stdout + progress.stderr
+    site = _run(edition, sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site"))
+    assert site.returncode == 0, site.stderr[-3000:]
+    assert not (tmp_path / "site" / "solutions").exists() and (tmp_path / "site" / "lab").is_dir()
+    # A student's clone with a correct lora.py, graded by the instructor's grader: full marks for the code.
+    clone = tmp_path / "kenji"
+    subprocess.run(["git", "clone", "-q", str(edition), str(clone)], check=True)
+    shutil.copyfile(REFERENCE, clone / "src" / "minituner" / "lora.py")
+    grade = grade_submission(find_submission(clone, load_lab()))
+    assert all(b.points == b.max_points for b in grade.blocks) and grade.typecheck.ok, [(b.id, b.points) for b in grade.blocks]
