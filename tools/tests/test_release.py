@@ -1,8 +1,8 @@
 """The student edition (`release`, labkit.grading.release): nothing of the reference in it, and it works on its own.
 
-The edition is written to a folder outside the workbook and used from there as a student would: its
-graded tests all red on the stubs, its `check`, its site; and the instructor's grader gives a clone
-of it with a correct lora.py full marks for the code.
+The edition is written to a folder outside the workbook and used from there as a student would: set
+up by its own bootstrap, its graded tests all red on the stubs, its `check`, its site; and the
+instructor's grader gives a clone of it with a correct lora.py full marks for the code.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,16 @@ def edition(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("apart") / "lab00"
     assert release.main([str(target)]) == 0
     return target
+
+
+@pytest.fixture(scope="module")
+def bootstrapped(edition: Path) -> Iterator[Path]:
+    """The edition set up as a student sets it up: its own bootstrap, its own .venv (about half a minute)."""
+    setup = subprocess.run(["bash", "tools/bootstrap.sh"], cwd=edition, capture_output=True, text=True, timeout=900,
+                           env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
+    assert setup.returncode == 0, setup.stdout[-2000:] + setup.stderr[-2000:]
+    yield edition
+    shutil.rmtree(edition / ".venv")  # 1.4 GB that pytest would otherwise keep for three runs
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -68,13 +79,17 @@ def test_a_non_empty_folder_is_not_replaced_unasked(edition: Path, capsys: pytes
     assert release.main([str(edition)]) == 2 and "is not empty" in capsys.readouterr().err
 
 
-def test_the_edition_works_on_its_own(edition: Path, tmp_path: Path) -> None:
-    tests = _run(edition, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+def test_the_edition_works_on_its_own(bootstrapped: Path, tmp_path: Path) -> None:
+    edition = bootstrapped
+    # The student's commands, from the edition's own .venv: every graded test red on the stubs.
+    tests = subprocess.run([".venv/bin/pytest", "-q", "-p", "no:cacheprovider"], cwd=edition, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
     assert tests.returncode == 1 and f"{len(expected_tests())} failed in" in tests.stdout and " passed" not in tests.stdout, (
         tests.stdout[-2000:]
     )
-    progress = _run(edition, sys.executable, "-m", "labkit.grading.check")
+    progress = subprocess.run([".venv/bin/check"], cwd=edition, capture_output=True, text=True, timeout=300)
     assert "not started" in progress.stdout and "Traceback" not in progress.stderr, progress.stdout + progress.stderr
+    # The site needs the maintainers' tooling (mkdocs), which a student's install leaves out.
     site = _run(edition, sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site"))
     assert site.returncode == 0, site.stderr[-3000:]
     assert not (tmp_path / "site" / "solutions").exists() and (tmp_path / "site" / "lab").is_dir()
