@@ -99,3 +99,35 @@ def test_the_edition_works_on_its_own(bootstrapped: Path, tmp_path: Path) -> Non
     shutil.copyfile(REFERENCE, clone / "src" / "minituner" / "lora.py")
     grade = grade_submission(find_submission(clone, load_lab()))
     assert all(b.points == b.max_points for b in grade.blocks) and grade.typecheck.ok, [(b.id, b.points) for b in grade.blocks]
+
+
+def _restore_script(repo: Path) -> str:
+    from ruamel.yaml import YAML
+
+    workflow = YAML(typ="safe").load((repo / ".github" / "workflows" / "classroom.yml").read_text(encoding="utf-8"))
+    steps = workflow["jobs"]["run-autograding-tests"]["steps"]
+    return str(next(s for s in steps if s.get("name") == "The graded files, as released")["run"])
+
+
+def test_committed_test_edits_do_not_change_the_points(edition: Path, tmp_path: Path) -> None:
+    # A student with the stubs commits tests that always pass, and runs the Classroom workflow's steps.
+    repo = tmp_path / "student"
+    subprocess.run(["git", "clone", "-q", str(edition), str(repo)], check=True)
+    easy = "import pytest\n\n\n@pytest.mark.block_a\ndef test_lora_init_identity():\n    pass\n"
+    (repo / "tests" / "test_minituner.py").write_text(easy, encoding="utf-8")
+    git = ["git", "-c", "user.name=s", "-c", "user.email=s@example.invalid"]
+    subprocess.run([*git, "commit", "-q", "-am", "easy tests"], cwd=repo, check=True)
+    step = (sys.executable, "-m", "labkit.grading.classroom", "--step", "test_lora_init_identity")
+    assert _run(repo, *step).returncode == 0, "the edited tests should earn the step before the restore (the attack)"
+    restore = subprocess.run(["bash", "-e", "-c", _restore_script(repo)], cwd=repo, capture_output=True, text=True)
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    assert _run(repo, *step).returncode == 1, "with the tests as released, the stubs earn nothing"
+    # A history rewritten so that its first commit holds the edited tests fails the restore itself.
+    forged = tmp_path / "forged"
+    shutil.copytree(repo, forged, ignore=shutil.ignore_patterns(".git"))
+    (forged / "tests" / "test_minituner.py").write_text(easy, encoding="utf-8")
+    subprocess.run(["git", "init", "-q"], cwd=forged, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=forged, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one commit"], cwd=forged, check=True)
+    caught = subprocess.run(["bash", "-e", "-c", _restore_script(forged)], cwd=forged, capture_output=True, text=True)
+    assert caught.returncode != 0 and "tests/test_minituner.py: FAILED" in caught.stdout, caught.stdout + caught.stderr

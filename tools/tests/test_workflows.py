@@ -74,8 +74,10 @@ def test_classroom_scores_blocks_as_grade_does() -> None:
                     earned += float(step["with"]["max-score"]) * classroom.step_earns(lab, selected[0], cases)
             cases = [(f"{lab.graded_tests}::{name}[case]", *outcome[name]) for name in rules[block.marker]]
             assert earned == score_block(block, lab, cases).points, (block.id, outcome)
-    typecheck = [s for s in steps if s["id"] == "typecheck"]
-    assert len(steps) == sum(map(len, rules.values())) + len(typecheck) and len(typecheck) == 1
+    extra = [s["id"] for s in steps if s["id"] in ("typecheck", "notes")]
+    assert len(steps) == sum(map(len, rules.values())) + 2 and extra == ["typecheck", "notes"]
+    total = sum(float(s["with"]["max-score"]) for s in steps)
+    assert total == lab.total_points, f"the Classroom steps add up to {total:g}, grade's maximum is {lab.total_points:g}"
 
 
 def test_a_classroom_step_runs_its_tests() -> None:

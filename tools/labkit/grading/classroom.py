@@ -3,43 +3,83 @@
     python -m labkit.grading.classroom            # print it
     python -m labkit.grading.classroom --write    # write tools/grading/classroom.yml
     python -m labkit.grading.classroom --step test_x test_inv ...   # one step: exit 0 when it earns
+    python -m labkit.grading.classroom --typecheck | --notes         # the type check's and the notes' steps
 
-Copy the file to .github/workflows/classroom.yml in the assignment's template repository. Each rule
-of a block (a graded test function, all its cases) is one step worth the lab's rule_points, scored
-as `grade` scores it (labkit.grading.points): `--step RULE GATE...` runs the rule's tests with the
-tests of its block's invariants (GATE) on the student's lora.py, and earns when every case of the
-rule passes and no invariant's check failed. One more step runs mypy --strict. The steps run in the
-student's own repository, tests included: for grades that nothing in a submission can influence, use
-`grade` (see the instructor guide). labkit.grading.workflows writes this workflow together with
-grade-class.yml, which grades a whole class with `grade` in shards.
+The student edition (labkit.grading.release) holds it as .github/workflows/classroom.yml. Its first
+step puts back the files that decide a grade (PINNED: the graded tests, their conftest, the lab's
+rules, pytest's configuration) as the release made them, from the repository's first commit (GitHub
+Classroom's copy of the release), and checks them against the release's sha256: tests a student
+edits and commits change nothing, and a rewritten history fails the run. Then each rule of a block
+(a graded test function, all its cases) is one step worth the lab's rule_points, scored as `grade`
+scores it (labkit.grading.points): `--step RULE GATE...` runs the rule's tests with the tests of its
+block's invariants (GATE), with the grader's seed, and earns when every case of the rule passes and
+no invariant's check failed. The type check earns as in `grade` (mypy --strict passes, once a graded
+test passes, with no typing escape); the notes earn their points when all their values hold (`grade`
+gives each value its share). A student can still edit the workflow itself: its results are feedback,
+and grades come from `grade` (see the instructor guide). labkit.grading.workflows writes this
+workflow together with grade-class.yml, which grades a whole class with `grade` in shards.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from labkit.core.labinfo import Lab, load_lab
 from labkit.core.overlay import WORKBOOK_ROOT, run_overlay
-from labkit.grading.grader import expected_tests
+from labkit.grading.grader import (
+    DEFAULT_GRADER_SEED,
+    DEFAULT_LIMITS,
+    expected_tests,
+    grade_submission,
+    run_mypy,
+    typecheck_item,
+    typing_escapes,
+)
 from labkit.grading.points import Case, block_rules, broken_invariants, cases_of, graded_function
+from labkit.grading.submission import find_submission
 
 WORKFLOW_PATH = WORKBOOK_ROOT / "tools" / "grading" / "classroom.yml"
+#: The files besides lora.py that decide a grade; the workflow takes them as released.
+PINNED = ("conftest.py", "pyproject.toml", "labs/lab.toml", "tests/test_minituner.py", "tests/scenarios.py")
+STEP_ENV = {"MINITUNER_SEED": str(DEFAULT_GRADER_SEED)}  # the grader's seed, not the students' 0
 
 
-def render_workflow(lab: Lab) -> str:
+def pinned_digests() -> dict[str, str]:
+    """The sha256 of each PINNED file as the student edition holds it."""
+    from labkit.grading.release import edition_files, load_edition
+
+    files = edition_files(load_edition())
+    return {path: hashlib.sha256(files[path]).hexdigest() for path in PINNED}
+
+
+def restore_script(digests: Mapping[str, str]) -> list[str]:
+    """The restore step's shell lines: PINNED from the first commit, then checked against digests."""
+    return [
+        'root="$(git rev-list --max-parents=0 HEAD | tail -n 1)"',
+        f"git checkout \"$root\" -- {' '.join(digests)}",
+        "sha256sum --check --strict <<'PINNED'",
+        *(f"{digest}  {path}" for path, digest in digests.items()),
+        "PINNED",
+    ]
+
+
+def render_workflow(lab: Lab, digests: Mapping[str, str] | None = None) -> str:
+    """The workflow; digests: the sha256 of the PINNED files as released (by default, the edition's)."""
+    digests = digests or pinned_digests()
     rules = block_rules(lab, expected_tests())
     steps = []
+    step = ".venv/bin/python -m labkit.grading.classroom"
     for b in lab.blocks:
         gate = [name for inv in lab.invariants for name in inv.tests if name in rules[b.marker]]
         for k, name in enumerate(rules[b.marker], start=1):
             selected = " ".join([name, *(g for g in gate if g != name)])
-            command = (f"git checkout HEAD -- {lab.graded_tests} conftest.py && .venv/bin/python -m "
-                       f"labkit.grading.classroom --step {selected}")  # fmt: skip
-            steps.append((f"block-{b.id.lower()}-{k}", f"Block {b.id}: {name}", command, lab.rule_points))
-    steps.append(("typecheck", lab.typecheck.title["en"], f".venv/bin/mypy --strict {lab.submission}", lab.typecheck.points))
+            steps.append((f"block-{b.id.lower()}-{k}", f"Block {b.id}: {name}", f"{step} --step {selected}", lab.rule_points))
+    steps.append(("typecheck", lab.typecheck.title["en"], f"{step} --typecheck", lab.typecheck.points))
+    steps.append(("notes", lab.notes.title["en"], f"{step} --notes", lab.notes.points))
     lines = [
         f"# GitHub Classroom autograding for {lab.title['en']}. Generated by `python -m labkit.grading.classroom --write`",
         "# from labs/lab.toml; do not edit by hand. Copy to .github/workflows/classroom.yml in the template repository.",
@@ -56,6 +96,12 @@ def render_workflow(lab: Lab) -> str:
         "    steps:",
         "      - name: Checkout code",
         "        uses: actions/checkout@v4",
+        "        with:",
+        "          fetch-depth: 0  # the whole history: the first commit holds the release",
+        "      # The graded tests, their conftest and the lab's rules as released, whatever was committed since.",
+        "      - name: The graded files, as released",
+        "        run: |",
+        *(f"          {line}" for line in restore_script(digests)),
         "      - name: Set up the workbook",
         "        run: bash tools/bootstrap.sh",
     ]
@@ -94,7 +140,7 @@ def step_earns(lab: Lab, rule: str, cases: Sequence[Case]) -> bool:
 def run_step(lab: Lab, rule: str, gate: Sequence[str], candidate: Path | None = None) -> int:
     """Run one step on candidate (the workbook's lora.py) and print its tests' outcomes: 0 when it earns, else 1."""
     candidate = candidate or WORKBOOK_ROOT / lab.submission
-    run = run_overlay(candidate, tests=[f"{lab.graded_tests}::{name}" for name in (rule, *gate)])
+    run = run_overlay(candidate, tests=[f"{lab.graded_tests}::{name}" for name in (rule, *gate)], env=STEP_ENV)
     for outcome in run.outcomes:
         print(f"{outcome.outcome:8} {outcome.name}" + (f": {outcome.message.splitlines()[0][:300]}" if outcome.message else ""))
     if not run.outcomes:
@@ -103,13 +149,36 @@ def run_step(lab: Lab, rule: str, gate: Sequence[str], candidate: Path | None = 
     return 0 if earns else 1
 
 
+def run_typecheck(lab: Lab, candidate: Path | None = None) -> int:
+    """The type check's step, as `grade` counts it: mypy --strict passes, a graded test passes, no escape."""
+    candidate = candidate or WORKBOOK_ROOT / lab.submission
+    any_passed = bool(run_overlay(candidate, env=STEP_ENV).passed)
+    code, output = run_mypy(candidate, lab, DEFAULT_LIMITS, None, sandbox=False)
+    item = typecheck_item(code, output, lab, any_passed, typing_escapes(candidate.read_text(encoding="utf-8")))
+    print(item.text("en") or "mypy --strict passes")
+    return 0 if item.ok else 1
+
+
+def run_notes(lab: Lab, submission: Path | None = None) -> int:
+    """The notes' step: every value of the notes file holds, measured with the submission's own code."""
+    grade = grade_submission(find_submission(submission or WORKBOOK_ROOT, lab), seed=DEFAULT_GRADER_SEED, sandbox=False)
+    print(grade.notes.text("en"))
+    return 0 if grade.notes.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit.grading.classroom", description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help=f"write {WORKFLOW_PATH.relative_to(WORKBOOK_ROOT)}")
     parser.add_argument("--step", nargs="+", metavar="TEST", help="run one step: a rule, then its block's invariant tests")
+    parser.add_argument("--typecheck", action="store_true", help="run the type check's step")
+    parser.add_argument("--notes", action="store_true", help="run the notes' step")
     args = parser.parse_args(argv)
     if args.step:
         return run_step(load_lab(), args.step[0], args.step[1:])
+    if args.typecheck:
+        return run_typecheck(load_lab())
+    if args.notes:
+        return run_notes(load_lab())
     text = render_workflow(load_lab())
     if args.write:
         WORKFLOW_PATH.write_text(text, encoding="utf-8")
