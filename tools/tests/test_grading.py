@@ -162,9 +162,10 @@ def test_shards_partition_and_merge(example_grades: dict[str, Grade], example_cl
     shards = [grade_cli.shard(submissions, f"{i}/3") for i in (1, 2, 3)]
     assert sorted(s.name for part in shards for s in part) == sorted(s.name for s in submissions)
     folders = [tmp_path / f"shard{i}" for i in (1, 2, 3)]
+    whole = tuple(s.name for s in submissions)
     for i, (part, folder) in enumerate(zip(shards, folders, strict=True), 1):
         results.write_results([example_grades[s.name] for s in part], folder, "en")
-        results.write_class(folder, results.ClassList(tuple(s.name for s in part), f"{i}/3"))
+        results.write_class(folder, results.ClassList(tuple(s.name for s in part), f"{i}/3", whole))
     with pytest.raises(SystemExit):
         grade_cli.shard(submissions, "4/3")
 
@@ -192,11 +193,14 @@ def test_shards_partition_and_merge(example_grades: dict[str, Grade], example_cl
     assert not (tmp_path / "all" / "gradebook.csv").exists(), "a refused merge wrote a gradebook"
     twice = example_grades[shards[0][0].name]
     results.write_results([twice], folders[1], "en")
-    results.write_class(folders[1], results.ClassList((*(s.name for s in shards[1]), twice.name), "2/3"))
+    results.write_class(folders[1], results.ClassList((*(s.name for s in shards[1]), twice.name), "2/3", whole))
     code, err = merge(*folders)
     assert code == 2 and f"{twice.name} is in both" in err, err
     shutil.rmtree(folders[1] / twice.name)
-    results.write_class(folders[1], results.ClassList(tuple(s.name for s in shards[1]), "2/3"))
+    results.write_class(folders[1], results.ClassList(tuple(s.name for s in shards[1]), "2/3", (*whole, "late")))
+    code, err = merge(*folders)
+    assert code == 2 and "cut from different classes" in err, err
+    results.write_class(folders[1], results.ClassList(tuple(s.name for s in shards[1]), "2/3", whole))
 
     assert merge(*folders)[0] == 0
     merged = (tmp_path / "all" / "gradebook.csv").read_bytes()

@@ -112,3 +112,13 @@ def test_a_bad_roster_is_refused(folder: Path, tmp_path: Path, capsys: pytest.Ca
     bad.write_text("identifier,github_username,github_id,name\n,ana,1,Ana\n", encoding="utf-8")
     with pytest.raises(lms.ReviewError, match="without an identifier"):
         lms.read_roster(bad)
+    bad.write_text("identifier,github_username,github_id,name\na@x,ana,1,Ana\na@x,anna,2,Anna\n", encoding="utf-8")
+    with pytest.raises(lms.ReviewError, match="a@x is in the roster twice"):
+        lms.read_roster(bad)
+
+
+def test_two_submissions_of_one_student_are_refused() -> None:
+    # "lab00-ann-lee" ends with "-lee": with no rostered ann-lee, it and lab00-lee would both be lee's.
+    roster = lms.read_roster_text("identifier,github_username,github_id,name\nlee@x,lee,1,Lee\n")
+    with pytest.raises(lms.ReviewError, match="lab00-ann-lee and lab00-lee both belong to lee@x"):
+        lms.match_students(["lab00-ann-lee", "lab00-lee"], roster)

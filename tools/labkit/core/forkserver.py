@@ -19,6 +19,7 @@ Protocol, one JSON object per line: the client sends {"command", "cwd", "env", "
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -35,11 +36,11 @@ from labkit.core.leftovers import die_with_parent
 WARM_MODULES = ("torch", "torch.nn", "torch.nn.functional", "numpy", "pytest", "pytest_timeout")
 
 
-def _child(request: Mapping[str, Any]) -> None:
+def _child(request: Mapping[str, Any], server: int) -> None:
     """In the forked child: become the run, then leave with pytest's exit status."""
     os.setsid()  # its own session, so that the client can kill it and anything it starts
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # the server ignores Ctrl-C (its client decides); the run does not
-    die_with_parent()  # and it ends with the server, which ends with its client
+    die_with_parent(server)  # and it ends with the server, which ends with its client
     for limit, key in ((resource.RLIMIT_AS, "memory_mb"), (resource.RLIMIT_FSIZE, "output_mb")):
         if request.get(key) is not None:
             size = int(request[key]) * 2**20
@@ -76,11 +77,12 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in WARM_MODULES:
         __import__(name)
+    server = os.getpid()
     for line in requests:
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            _child(request)
+            _child(request, server)
         answers.write(json.dumps({"pid": pid}) + "\n")
         answers.flush()
         _, status = os.waitpid(pid, 0)
@@ -94,7 +96,8 @@ class ForkServer:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "labkit.core.forkserver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, bufsize=1, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, preexec_fn=die_with_parent,
+            text=True, bufsize=1, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )  # fmt: skip
 
     def start(self, command: Sequence[str], *, cwd: str, env: Mapping[str, str], output: str,

@@ -20,16 +20,22 @@ from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 OWNER_FILE = "owner"
+#: prctl, looked up now: a child between fork and exec must not load libraries (a lock held by another
+#: thread of the parent at fork time would never be released there).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
     """In a child between fork and exec: SIGKILL when the thread that started it ends (Linux only).
 
     That thread is the grader's, which waits for the child; if the grader is killed, so is the child,
-    and so is whatever the child started the same way.
+    and so is whatever the child started the same way. parent: the pid of the process that forked it;
+    if it is already gone (it died before the request was made), the child ends at once.
     """
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 def _process_start(pid: int) -> str | None:

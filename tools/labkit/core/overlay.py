@@ -152,8 +152,10 @@ def limit_resources(limits: Limits) -> Callable[[], None]:
     The child is also killed when the thread that started it ends (leftovers.die_with_parent).
     """
 
+    parent = os.getpid()
+
     def apply() -> None:  # runs in the child, between fork and exec
-        die_with_parent()  # a grader killed with SIGKILL takes its runs with it
+        die_with_parent(parent)  # a grader killed with SIGKILL takes its runs with it
         if limits.memory_mb is not None:
             size = limits.memory_mb * 2**20
             resource.setrlimit(resource.RLIMIT_AS, (size, size))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import signal
 import sys
 import tempfile
@@ -76,6 +77,9 @@ def collect_submissions(paths: Sequence[Path], lab: Lab) -> list[Submission]:
     duplicated = [n for n, c in names.items() if c > 1]
     if duplicated:
         raise SystemExit(f"grade: several submissions are named {', '.join(duplicated)}; rename them")
+    reserved = sorted(n for n in names if n in results.RESERVED_NAMES)
+    if reserved:
+        raise SystemExit(f"grade: {', '.join(reserved)}: a submission may not be named like a file of the output folder; rename it")
     return found
 
 
@@ -135,7 +139,7 @@ def grade_all(
                 withheld = " (withheld for review)" if grade.withheld else ""
                 print(f"\r[{bar:20}] {done}/{len(futures)}  {grade.name}: {grade.points:g} / {grade.max_points:g}{withheld}",
                       file=sys.stderr, flush=True)  # fmt: skip
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, SIGTERM, or on_grade failing (a full disk): grade nothing more
             STOP.set()  # the running grades end now; the pool's exit waits for them, and they are dropped
             for future in futures:
                 future.cancel()
@@ -163,7 +167,8 @@ def stop_signals() -> Iterator[None]:
         stopping = True
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
-        print("\ngrade: stopping: ending the runs that are going...", file=sys.stderr, flush=True)
+        # os.write, not print: a signal that lands inside a print to stderr would make print reentrant.
+        os.write(2, b"\ngrade: stopping: ending the runs that are going...\n")
         raise KeyboardInterrupt
 
     saved = {sig: signal.signal(sig, first) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -176,12 +181,15 @@ def stop_signals() -> Iterator[None]:
 
 
 def class_listing(paths: Sequence[Path], submissions: Sequence[Submission], spec: str | None,
-                  old: results.ClassList | None, lab: Lab) -> results.ClassList:  # fmt: skip
-    """The class of the output folder after this run: a class given makes it; single submissions join it."""
+                  old: results.ClassList | None, lab: Lab, whole: Sequence[str] = ()) -> results.ClassList:  # fmt: skip
+    """The class of the output folder after this run: a class given makes it; single submissions join it.
+
+    whole: with --shard, the names of the whole class the shard is cut from (a merge checks them).
+    """
     names = {s.name for s in submissions}
     if any(is_class(p, lab) for p in paths) or old is None:
-        return results.ClassList(tuple(sorted(names)), spec)
-    return results.ClassList(tuple(sorted(names | set(old.submissions))), old.shard)
+        return results.ClassList(tuple(sorted(names)), spec, tuple(sorted(whole)) if spec else ())
+    return results.ClassList(tuple(sorted(names | set(old.submissions))), old.shard, old.whole)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,22 +227,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (results.ResultsError, lms.ReviewError) as exc:
         print(f"grade: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the grader's own machine (a full disk, a folder it may not write): every finished result is kept
+        print(f"grade: {exc}; the results written so far are kept: fix it and run the same command again", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # before any grading started: nothing to keep
         print("grade: stopped before anything was graded", file=sys.stderr)
         return INTERRUPTED
 
 
-def _keep_roster(roster: Path | None, out: Path) -> None:
-    """The roster, checked, into out (where every later run and merge finds it)."""
-    if roster is not None:
-        lms.read_roster(roster)
-        results.write_atomic(out / lms.ROSTER_FILE, roster.read_text(encoding="utf-8-sig"))
+def _roster_text(roster: Path | None) -> str | None:
+    """The roster's text, once checked (None without --roster); kept in the output folder for later runs."""
+    if roster is None:
+        return None
+    lms.read_roster(roster)
+    return roster.read_text(encoding="utf-8-sig")
 
 
 def _merge(args: argparse.Namespace) -> int:
+    roster = _roster_text(args.roster)
     with results.locked(args.out):
-        _keep_roster(args.roster, args.out)
-        book = results.merge(args.merge, args.out, user_language(args.lang))
+        book = results.merge(args.merge, args.out, user_language(args.lang), roster)
     print(f"merged {len(book.graded)} results into {args.out}/ (gradebook.csv, summary.md)")
     _report(book, args.out)
     return 0
@@ -259,11 +271,15 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"grade: removed {removed} temporary folder(s) that killed runs left ({size / 2**20:.0f} MB)", file=sys.stderr)
     start = time.monotonic()
     stopped = False
+    roster = _roster_text(args.roster)
     with results.locked(args.out), scratch_folder(SCRATCH_PREFIX), contextlib.ExitStack() as stack:
-        _keep_roster(args.roster, args.out)
+        if roster is not None:
+            results.write_atomic(args.out / lms.ROSTER_FILE, roster)
         paths = args.submissions or [stack.enter_context(materialized(lab=lab))]  # the examples, as a class
-        submissions = shard(collect_submissions(paths, lab), args.shard)
-        results.write_class(args.out, class_listing(paths, submissions, args.shard, results.read_class(args.out), lab))
+        collected = collect_submissions(paths, lab)
+        submissions = shard(collected, args.shard)
+        listing = class_listing(paths, submissions, args.shard, results.read_class(args.out), lab, [s.name for s in collected])
+        results.write_class(args.out, listing)
         done, _ = results.read_results(args.out)
         todo = [s for s in submissions
                 if args.regrade or s.name not in done or not results.is_current(done[s.name], s, settings)]  # fmt: skip

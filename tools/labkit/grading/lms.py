@@ -74,10 +74,16 @@ def read_roster_text(text: str, where: str = "the roster") -> list[Student]:
     if missing:
         raise ReviewError(f"{where}: GitHub Classroom's roster has the columns {', '.join(ROSTER_COLUMNS)}; "
                           f"missing: {', '.join(missing)}")  # fmt: skip
-    students = [Student(*(str(row[c] or "").strip() for c in ROSTER_COLUMNS)) for row in rows]
-    for line, student in enumerate(students, 2):
+    students: list[Student] = []
+    seen: set[str] = set()
+    for row in rows:
+        student = Student(*(str(row[c] or "").strip() for c in ROSTER_COLUMNS))
         if not student.identifier:
-            raise ReviewError(f"{where}:{line}: a student without an identifier")
+            raise ReviewError(f"{where}: row {len(students) + 1}: a student without an identifier")
+        if student.identifier in seen:
+            raise ReviewError(f"{where}: {student.identifier} is in the roster twice")
+        seen.add(student.identifier)
+        students.append(student)
     return students
 
 
@@ -90,6 +96,14 @@ def match_students(names: Sequence[str], roster: Sequence[Student]) -> dict[str,
                       (lower == s.github_username.lower() or lower.endswith("-" + s.github_username.lower()))]  # fmt: skip
         if candidates:
             found[name] = max(candidates, key=lambda s: len(s.github_username))
+    claimed: dict[str, list[str]] = {}
+    for name, student in found.items():
+        claimed.setdefault(student.identifier, []).append(name)
+    twice = {ident: names for ident, names in claimed.items() if len(names) > 1}
+    if twice:  # never credit one of them silently
+        ident, names = next(iter(sorted(twice.items())))
+        raise ReviewError(f"{' and '.join(sorted(names))} both belong to {ident} by the roster: keep one of them in the "
+                          "class (or rename the other so that it matches no rostered student)")  # fmt: skip
     return found
 
 

@@ -14,6 +14,7 @@ the reference (beyond ordinary PyTorch idioms) and no link to what was left out 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -27,8 +28,8 @@ from labkit.core.overlay import REFERENCE, STUBS, WORKBOOK_ROOT
 from labkit.core.tomlread import read_toml
 
 EDITION_FILE = WORKBOOK_ROOT / "tools" / "release" / "edition.toml"
-#: What a page of the edition may not link to: the folders it leaves out.
-LEFT_OUT_LINK = re.compile(r"\]\((?:\.\./)*(?:docs/)?(?:solutions|instructors)/")
+#: A link (Markdown inline or reference, or HTML) whose target names a folder the edition leaves out.
+LEFT_OUT_LINK = re.compile(r"""(?:\]\(|\]:\s*|href=["'])[^)\s"']*\b(?:solutions|instructors)\b""")
 
 
 class ReleaseError(Exception):
@@ -55,21 +56,36 @@ def load_edition(path: Path = EDITION_FILE) -> Edition:
                    int(leak["min_length"]), frozenset(leak["common"]))  # fmt: skip
 
 
-def tracked_files(root: Path = WORKBOOK_ROOT) -> list[str]:
-    """The workbook's tracked files (what a clone has), as paths relative to root."""
-    out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
-    return sorted(p for p in out.decode("utf-8").split("\0") if p)
+def tracked_files(root: Path = WORKBOOK_ROOT, *, committed: bool = True) -> dict[str, bytes]:
+    """The workbook's tracked files by path, links left out: as committed (HEAD), or as they are now.
+
+    A release takes them as committed, so that an uncommitted edit (the reference copied over the
+    stubs to try `check`, say) can never reach the students. The Classroom workflow's digests are
+    generated from the files as they are, to be committed with them.
+    """
+    listing = subprocess.run(["git", "ls-tree", "-r", "-z", "HEAD"], cwd=root, capture_output=True, check=True).stdout
+    files = {}
+    for entry in filter(None, listing.decode("utf-8").split("\0")):
+        meta, path = entry.split("\t", 1)
+        mode, kind, _ = meta.split()
+        if kind != "blob" or mode == "120000":
+            continue
+        if committed:
+            files[path] = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=root, capture_output=True, check=True).stdout
+        elif (root / path).is_file() and not (root / path).is_symlink():
+            files[path] = (root / path).read_bytes()
+    return files
 
 
 def _under(path: str, prefixes: Sequence[str]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
-def edition_files(edition: Edition, root: Path = WORKBOOK_ROOT) -> dict[str, bytes]:
-    """Every file of the edition, by its path in it, with its content (edits applied)."""
-    chosen = [p for p in tracked_files(root) if _under(p, edition.include) and not _under(p, edition.exclude)]
-    files = {p: (root / p).read_bytes() for p in chosen if (root / p).is_file() and not (root / p).is_symlink()}
-    files.update({target: (root / source).read_bytes() for target, source in edition.files.items()})
+def edition_files(edition: Edition, root: Path = WORKBOOK_ROOT, *, committed: bool = True) -> dict[str, bytes]:
+    """Every file of the edition, by its path in it, with its content as committed or as it is (edits applied)."""
+    committed_files = tracked_files(root, committed=committed)
+    files = {p: data for p, data in committed_files.items() if _under(p, edition.include) and not _under(p, edition.exclude)}
+    files.update({target: committed_files[source] for target, source in edition.files.items()})
     for path, edits in edition.edits.items():
         if path not in files:
             raise ReleaseError(f"{EDITION_FILE.name}: an edit of {path}, which the edition does not hold")
@@ -81,13 +97,32 @@ def edition_files(edition: Edition, root: Path = WORKBOOK_ROOT) -> dict[str, byt
 
 
 def secret_lines(edition: Edition, reference: Path = REFERENCE, stubs: Path = STUBS) -> frozenset[str]:
-    """The reference's lines that give it away: not in the stubs, not a common idiom, long enough to mean something."""
-    given = {line.strip() for line in stubs.read_text(encoding="utf-8").splitlines()}
+    """The reference's lines that give it away: not in the stubs, not a common idiom, long enough to mean something.
+
+    Both as committed: a working copy with the reference over the stubs would leave nothing secret.
+    """
+    committed = tracked_files(WORKBOOK_ROOT)
+    given = {line.strip() for line in committed[stubs.relative_to(WORKBOOK_ROOT).as_posix()].decode("utf-8").splitlines()}
     return frozenset(
         line.strip()
-        for line in reference.read_text(encoding="utf-8").splitlines()
+        for line in committed[reference.relative_to(WORKBOOK_ROOT).as_posix()].decode("utf-8").splitlines()
         if len(line.strip()) >= edition.min_length and line.strip() not in given | edition.common
     )
+
+
+def _lines(path: str, text: str) -> list[str]:
+    """The lines a reader sees: a notebook's cell sources and text outputs, line by line; any other file's lines."""
+    if not path.endswith(".ipynb"):
+        return text.splitlines()
+    try:
+        cells = json.loads(text).get("cells", [])
+    except (ValueError, AttributeError):
+        return text.splitlines()
+    parts: list[str] = []
+    for cell in cells:
+        for chunk in [cell.get("source", ""), *(o.get("text", "") for o in cell.get("outputs", []))]:
+            parts += ("".join(chunk) if isinstance(chunk, list) else str(chunk)).splitlines()
+    return parts
 
 
 def leaks(files: dict[str, bytes], secret: frozenset[str]) -> list[str]:
@@ -98,12 +133,23 @@ def leaks(files: dict[str, bytes], secret: frozenset[str]) -> list[str]:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             continue  # images: no code in them
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(_lines(path, text), 1):
             if line.strip() in secret:
                 found.append(f"{path}:{number}: a line of the reference: {line.strip()}")
-            if path.endswith(".md") and LEFT_OUT_LINK.search(line):
+            if path.endswith((".md", ".ipynb")) and LEFT_OUT_LINK.search(line):
                 found.append(f"{path}:{number}: a link to a page the edition leaves out")
     return found
+
+
+def _check_target(target: Path, force: bool) -> None:
+    """Refuse a target that is, holds or sits in the workbook, that is not a folder, or that is not empty (unless force)."""
+    resolved = target.resolve()
+    if resolved == WORKBOOK_ROOT or WORKBOOK_ROOT.is_relative_to(resolved) or resolved.is_relative_to(WORKBOOK_ROOT):
+        raise ReleaseError(f"{target} is the workbook, holds it or lies inside it: choose a folder outside it")
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ReleaseError(f"{target} is not a folder")
+    if target.exists() and any(target.iterdir()) and not force:
+        raise ReleaseError(f"{target} is not empty; choose a new folder, or --force to replace what is there")
 
 
 def release(target: Path, *, force: bool = False, edition: Edition | None = None) -> int:
@@ -113,14 +159,13 @@ def release(target: Path, *, force: bool = False, edition: Edition | None = None
     found = leaks(files, secret_lines(edition))
     if found:
         raise ReleaseError("the edition would give the reference away:\n" + "\n".join(found))
-    if target.exists() and any(target.iterdir()):
-        if not force:
-            raise ReleaseError(f"{target} is not empty; choose a new folder, or --force to replace what is there")
+    _check_target(target, force)
+    if target.exists():
         shutil.rmtree(target)
     for path, data in files.items():
         (target / path).parent.mkdir(parents=True, exist_ok=True)
         (target / path).write_bytes(data)
-        if (WORKBOOK_ROOT / path).is_file() and (WORKBOOK_ROOT / path).stat().st_mode & 0o111:
+        if path.endswith(".sh"):
             (target / path).chmod(0o755)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=WORKBOOK_ROOT, capture_output=True, text=True)
     git = ["git", "-c", "user.name=minituner release", "-c", "user.email=release@minituner.invalid", "-c", "init.defaultBranch=main"]

@@ -39,6 +39,8 @@ from labkit.grading.submission import Submission
 CLASS_FILE = "class.json"
 RESULT_FILE = "result.json"
 LOCK_FILE = ".grade.lock"
+#: The output folder's own files: no submission may be named like one (its result folder would clash).
+RESERVED_NAMES = frozenset({CLASS_FILE, "gradebook.csv", "summary.md", "overrides.toml", "roster.csv", "canvas.csv", "moodle.csv"})
 #: A temporary file of write_atomic older than this was left by a killed run (a write takes milliseconds).
 LEFT_TMP_S = 60.0
 
@@ -53,6 +55,7 @@ class ClassList:
 
     submissions: tuple[str, ...]
     shard: str | None = None
+    whole: tuple[str, ...] = ()  # a shard's: the names of the whole class it was cut from
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -69,8 +72,12 @@ def write_atomic(path: Path, text: str) -> None:
         except BaseException:
             os.unlink(fh.name)
             raise
-    os.chmod(fh.name, 0o644)  # as a plain write would leave it (a temporary file starts private)
-    os.replace(fh.name, path)
+    try:
+        os.chmod(fh.name, 0o644)  # as a plain write would leave it (a temporary file starts private)
+        os.replace(fh.name, path)
+    except BaseException:
+        os.unlink(fh.name)
+        raise
 
 
 @contextlib.contextmanager
@@ -102,7 +109,7 @@ def read_class(out: Path) -> ClassList | None:
     """The class recorded in out, or None when out holds none."""
     try:
         data = json.loads((out / CLASS_FILE).read_text(encoding="utf-8"))
-        return ClassList(tuple(str(n) for n in data["submissions"]), data.get("shard"))
+        return ClassList(tuple(str(n) for n in data["submissions"]), data.get("shard"), tuple(data.get("whole", ())))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -111,7 +118,8 @@ def read_class(out: Path) -> ClassList | None:
 
 def write_class(out: Path, listing: ClassList) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / CLASS_FILE, json.dumps({"submissions": sorted(listing.submissions), "shard": listing.shard}, indent=1))
+    data = {"submissions": sorted(listing.submissions), "shard": listing.shard, "whole": sorted(listing.whole)}
+    write_atomic(out / CLASS_FILE, json.dumps(data, indent=1))
 
 
 def read_results(out: Path) -> tuple[dict[str, Grade], list[str]]:
@@ -231,7 +239,7 @@ def summary_markdown(book: Gradebook) -> str:
         totals = sorted(g.points for g in grades)
         lines.append(f"Total points: min {totals[0]:g}, median {totals[len(totals) // 2]:g}, max {totals[-1]:g}.")
     lines += ["", "## Pass rate per test", "", "| test | passed | not started | rate |", "|---|---|---|---|"]
-    names = [t.name for t in grades[0].tests] if grades else []
+    names = [t.name for t in max(grades, key=lambda g: len(g.tests)).tests] if grades else []  # not a grader error's
     for i, name in enumerate(names):
         outcomes = [g.tests[i] for g in grades if i < len(g.tests)]
         passed = sum(t.outcome == "passed" for t in outcomes)
@@ -253,12 +261,13 @@ def summary_markdown(book: Gradebook) -> str:
     return "\n".join(lines) + "\n"
 
 
-def merge(folders: Sequence[Path], out: Path, lang: str) -> Gradebook:
+def merge(folders: Sequence[Path], out: Path, lang: str, roster: str | None = None) -> Gradebook:
     """Put the results of several shards' (or sections') output folders into out, then rebuild it.
 
     Refused (ResultsError), with nothing written, when the merge would be wrong: a folder missing,
     given twice or not written by grade; a submission in two folders or without its result yet;
-    shards that are not exactly 1/N..N/N; results made with different settings.
+    shards that are not exactly 1/N..N/N; results made with different settings. roster, when given,
+    is the text of a checked roster, written into out once the merge is known to be right.
     """
     parts = [(folder, _merge_part(folder)) for folder in folders]
     seen: dict[Path, Path] = {}
@@ -273,6 +282,10 @@ def merge(folders: Sequence[Path], out: Path, lang: str) -> Gradebook:
                 raise ResultsError(f"{name} is in both {owner[name]} and {folder}: a submission belongs to one shard")
             owner[name] = folder
     _check_shards([(folder, listing.shard) for folder, (listing, _) in parts])
+    wholes = {listing.whole for _, (listing, _) in parts if listing.shard}
+    if len(wholes) > 1 or (wholes and set(next(iter(wholes))) != set(owner)):
+        raise ResultsError("the shards were cut from different classes (a submission was added or removed between "
+                           "their runs): grade every shard again from the same class")  # fmt: skip
     grades = [grade for _, (_, part) in parts for grade in part]
     settings = [(folder, settings_of(g), g.name) for folder, (_, part) in parts for g in part]
     for folder, found, name in settings[1:]:
@@ -281,6 +294,8 @@ def merge(folders: Sequence[Path], out: Path, lang: str) -> Gradebook:
             if found[key] != first[key]:
                 raise ResultsError(f"{folder}/{name} was graded with {key} = {found[key]!r}, {first_folder}/{first_name} "
                                    f"with {first[key]!r}: grade every shard with the same settings")  # fmt: skip
+    if roster is not None:
+        write_atomic(out / lms.ROSTER_FILE, roster)
     write_results(grades, out, lang)
     write_class(out, ClassList(tuple(sorted(owner))))
     return rebuild(out)
