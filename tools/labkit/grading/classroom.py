@@ -50,10 +50,10 @@ STEP_ENV = {"MINITUNER_SEED": str(DEFAULT_GRADER_SEED)}  # the grader's seed, no
 
 def pinned_digests() -> dict[str, str]:
     """The sha256 of every file under PINNED (lora.py aside) as the student edition holds it, by path."""
-    from labkit.grading.release import edition_files, load_edition
+    from labkit.grading.release import edition_files, load_edition, under
 
     files = edition_files(load_edition(), committed=False)  # generated to be committed with them
-    pinned = [p for p in files if any(p == q or p.startswith(q + "/") for q in PINNED)]
+    pinned = [p for p in files if under(p, PINNED)]
     return {p: hashlib.sha256(files[p]).hexdigest() for p in sorted(pinned) if p != CANDIDATE_PATH}
 
 

@@ -71,20 +71,26 @@ def tracked_files(root: Path = WORKBOOK_ROOT, *, committed: bool = True) -> dict
         if kind != "blob" or mode == "120000":
             continue
         if committed:
-            files[path] = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=root, capture_output=True, check=True).stdout
+            files[path] = committed_file(path, root)
         elif (root / path).is_file() and not (root / path).is_symlink():
             files[path] = (root / path).read_bytes()
     return files
 
 
-def _under(path: str, prefixes: Sequence[str]) -> bool:
+def committed_file(path: str, root: Path = WORKBOOK_ROOT) -> bytes:
+    """path as committed (HEAD)."""
+    return subprocess.run(["git", "show", f"HEAD:{path}"], cwd=root, capture_output=True, check=True).stdout
+
+
+def under(path: str, prefixes: Sequence[str]) -> bool:
+    """Whether path is one of prefixes or lies in one of them (paths relative to the workbook, "/"-separated)."""
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
 def edition_files(edition: Edition, root: Path = WORKBOOK_ROOT, *, committed: bool = True) -> dict[str, bytes]:
     """Every file of the edition, by its path in it, with its content as committed or as it is (edits applied)."""
     committed_files = tracked_files(root, committed=committed)
-    files = {p: data for p, data in committed_files.items() if _under(p, edition.include) and not _under(p, edition.exclude)}
+    files = {p: data for p, data in committed_files.items() if under(p, edition.include) and not under(p, edition.exclude)}
     files.update({target: committed_files[source] for target, source in edition.files.items()})
     for path, edits in edition.edits.items():
         if path not in files:
@@ -101,11 +107,13 @@ def secret_lines(edition: Edition, reference: Path = REFERENCE, stubs: Path = ST
 
     Both as committed: a working copy with the reference over the stubs would leave nothing secret.
     """
-    committed = tracked_files(WORKBOOK_ROOT)
-    given = {line.strip() for line in committed[stubs.relative_to(WORKBOOK_ROOT).as_posix()].decode("utf-8").splitlines()}
+    def lines(path: Path) -> list[str]:
+        return committed_file(path.relative_to(WORKBOOK_ROOT).as_posix()).decode("utf-8").splitlines()
+
+    given = {line.strip() for line in lines(stubs)}
     return frozenset(
         line.strip()
-        for line in committed[reference.relative_to(WORKBOOK_ROOT).as_posix()].decode("utf-8").splitlines()
+        for line in lines(reference)
         if len(line.strip()) >= edition.min_length and line.strip() not in given | edition.common
     )
 
