@@ -8,6 +8,9 @@ The graded tests call your code only through the `observe` fixture: observe(scen
 runs one scenario of tests/scenarios.py on copies of the inputs and returns what it observed. In a
 plain `pytest` that happens right here, in this process. When the instructor grades, the grader's
 plugin (labkit.grading.judge) sends the same request to a sandboxed process that holds your code.
+
+Messages are in your language (LANG=es_ES.UTF-8, or LANGUAGE=es: see minituner.i18n), the stubs'
+NotImplementedError included.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pytest
 import torch
 
 import scenarios
+from minituner.i18n import language, tr
 
 # The graded tests use tiny tensors, where torch's worker threads cost more than they save (and on
 # a busy machine they fight for the cores): one thread keeps a plain `pytest` close to the time
@@ -42,6 +46,15 @@ _judged: list[bool] = []  # whether the judge's plugin is loaded, once pytest is
 
 def pytest_configure(config: pytest.Config) -> None:
     _judged.append(config.pluginmanager.has_plugin(JUDGE_PLUGIN))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A stub's NotImplementedError reported in the reader's language (its text is a catalog message)."""
+    error = call.excinfo.value if call.excinfo is not None else None
+    if type(error) is NotImplementedError and len(error.args) == 1 and isinstance(error.args[0], str):
+        error.args = (tr(language(), error.args[0]),)  # a message of the catalog, though not a literal here
+    return (yield)
 
 
 def judged() -> bool:

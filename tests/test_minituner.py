@@ -26,6 +26,7 @@ from torch import nn
 
 import scenarios
 from conftest import Observe, judged
+from minituner.i18n import _
 from minituner.model import MiniGPT, MiniGPTConfig
 
 # In a plain pytest your lora.py is imported here, at collection, so that an error in it (a syntax
@@ -75,27 +76,33 @@ def random_input(rng: np.random.Generator, layer: nn.Linear) -> torch.Tensor:
 def expect_error(error: type[Exception], seen: dict[str, str] | None, what: str, hint: str) -> str:
     """The message of what a scenario's call raised (scenarios.raised), once it is error."""
     if seen is None:
-        pytest.fail(f"{what} did not raise {error.__name__}: {hint}", pytrace=False)
+        # i18n: {what} is a call or an action (LoRALinear(base, r=0) ...), {error} an exception's name
+        pytest.fail(_("{what} did not raise {error}: {hint}").format(what=what, error=error.__name__, hint=hint),
+                    pytrace=False)
     if seen["type"] != error.__name__:
         pytest.fail(
-            f"{what} raised {seen['type']}({seen['message']}) instead of {error.__name__}: {hint}",
+            # i18n: {raised}({message}) is the exception the student's code raised, {error} the one expected
+            _("{what} raised {raised}({message}) instead of {error}: {hint}").format(
+                what=what, raised=seen["type"], message=seen["message"], error=error.__name__, hint=hint),
             pytrace=False,
         )
     return seen["message"]
 
 
 #: The exact types the tests judge: (the type's names as scenarios.type_name writes them, the type
-#: named with its article, its plural, the usual cause).
+#: named with its article, its plural, the usual cause), in the reader's language (see plain).
 PLAIN_TYPES: dict[type, tuple[tuple[str, ...], str, str, str]] = {
-    torch.Tensor: (("torch.Tensor",), "a torch.Tensor", "tensors",
-                   "return what torch's operations give, never a subclass or a wrapper of it"),
-    nn.Parameter: (("torch.nn.parameter.Parameter",), "an nn.Parameter", "parameters",
-                   "create it as nn.Parameter(tensor) and change it only in place"),
-    np.ndarray: (("numpy.ndarray",), "an np.ndarray", "arrays",
-                 "return what NumPy's operations give (np.concatenate, @), not a subclass of it"),
-    float: (("builtins.float", "numpy.float64"), "a float", "numbers",
-            "compute it with Python numbers or convert it with float(...)"),
-    int: (("builtins.int",), "an int", "numbers", "store it as the int it was given"),
+    # i18n: the type named with its article, its plural, and the usual cause, inside the message
+    # "{what} is a {type}, not {name}: the tests judge only plain {plural} ...; {hint}"
+    torch.Tensor: (("torch.Tensor",), _("a torch.Tensor"), _("tensors"),
+                   _("return what torch's operations give, never a subclass or a wrapper of it")),
+    nn.Parameter: (("torch.nn.parameter.Parameter",), _("an nn.Parameter"), _("parameters"),
+                   _("create it as nn.Parameter(tensor) and change it only in place")),
+    np.ndarray: (("numpy.ndarray",), _("an np.ndarray"), _("arrays"),
+                 _("return what NumPy's operations give (np.concatenate, @), not a subclass of it")),
+    float: (("builtins.float", "numpy.float64"), _("a float"), _("numbers"),
+            _("compute it with Python numbers or convert it with float(...)")),
+    int: (("builtins.int",), _("an int"), _("numbers"), _("store it as the int it was given")),
 }
 
 
@@ -108,8 +115,11 @@ def plain(seen: dict[str, Any], kind: type, what: str, hint: str = "") -> Any:
     names, name, plural, cause = PLAIN_TYPES[kind]
     if seen["type"] not in names:
         pytest.fail(
-            f"{what} is a {seen['type']}, not {name}: the tests judge only plain {plural} (a "
-            f"subclass can change how comparisons behave); {hint or cause}",
+            # i18n: {what}: the value judged; {type}: its exact type (module.qualname); {name}: the type
+            # expected, with its article ("a torch.Tensor"); {plural}: "tensors", "numbers" ...; {hint}: what to do
+            _("{what} is a {type}, not {name}: the tests judge only plain {plural} (a subclass can change how "
+              "comparisons behave); {hint}").format(what=what, type=seen["type"], name=name, plural=plural,
+                                                    hint=hint or cause),
             pytrace=False,
         )
     return seen["value"]
@@ -119,16 +129,17 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).detach().abs().max())
 
 
-def output(seen: dict[str, Any], what: str = "LoRALinear's forward output") -> torch.Tensor:
-    """A forward output (or logits) of the submission, once it is exactly a torch.Tensor."""
-    value: torch.Tensor = plain(seen, torch.Tensor, what)
+def output(seen: dict[str, Any], what: str = "") -> torch.Tensor:
+    """A forward output (or logits) of the submission, once it is exactly a torch.Tensor (what: LoRALinear's
+    forward output unless given)."""
+    value: torch.Tensor = plain(seen, torch.Tensor, what or _("LoRALinear's forward output"))
     return value
 
 
 def plain_parameters(seen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Observed parameters (scenarios.parameters), once every one was exactly an nn.Parameter."""
     for name, p in seen.items():
-        plain(p, nn.Parameter, f"parameter {name}")
+        plain(p, nn.Parameter, _("parameter {name}").format(name=name))
     return seen
 
 
@@ -151,9 +162,9 @@ def scale_of(seen: dict[str, Any], what: str) -> float:
     if seen["type"] == "torch.Tensor" and seen["numel"] == 1:
         if seen["buffer"]:
             return float(seen["value"])
-        pytest.fail(f"{what} is a tensor but not a buffer of the layer: store alpha / r as a float, "
-                    "or register it with self.register_buffer('scaling', ...)", pytrace=False)
-    return float(plain(seen, float, what, "store alpha / r as a float (or as a one-element buffer)"))
+        pytest.fail(_("{what} is a tensor but not a buffer of the layer: store alpha / r as a float, or register "
+                      "it with self.register_buffer('scaling', ...)").format(what=what), pytrace=False)
+    return float(plain(seen, float, what, _("store alpha / r as a float (or as a one-element buffer)")))
 
 
 def small_gpt() -> MiniGPT:
@@ -172,7 +183,7 @@ def token_batch(rng: np.random.Generator, cfg: MiniGPTConfig = SMALL_GPT) -> tor
 
 def logits(seen: dict[str, Any]) -> torch.Tensor:
     """A wrapped model's observed logits, once they were exactly a torch.Tensor."""
-    return output(seen, "the wrapped model's output (logits)")
+    return output(seen, _("the wrapped model's output (logits)"))
 
 
 # ----------------------------------------------------------------------------- Block A
@@ -181,7 +192,7 @@ def logits(seen: dict[str, Any]) -> torch.Tensor:
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 def test_lora_init_identity(observe: Observe, rng: np.random.Generator, dtype: torch.dtype,
                             bias: bool) -> None:
-    for _ in range(3):
+    for _attempt in range(3):
         base = random_linear(rng, bias=bias, dtype=dtype)
         x = random_input(rng, base)
         with torch.no_grad():
@@ -189,16 +200,17 @@ def test_lora_init_identity(observe: Observe, rng: np.random.Generator, dtype: t
         seen = observe(scenarios.forward_at_init, base=described(base), x=x, r=int(rng.integers(1, 9)),
                        alpha=16.0)
         out = output(seen["out"])
-        assert out.shape == expected.shape, (
-            f"output shape {tuple(out.shape)} != base output shape {tuple(expected.shape)}: "
-            "forward must keep every leading dimension of x and end with out_features"
-        )
-        assert out.dtype == dtype, f"output dtype {out.dtype} != input dtype {dtype}"
+        assert out.shape == expected.shape, _(
+            "output shape {shape} != base output shape {expected}: forward must keep every leading dimension "
+            "of x and end with out_features"
+        ).format(shape=tuple(out.shape), expected=tuple(expected.shape))
+        assert out.dtype == dtype, _("output dtype {dtype} != input dtype {expected}").format(
+            dtype=out.dtype, expected=dtype)
         diff = max_abs_diff(out, expected)
-        assert diff == 0.0, (
-            f"output differs from base(x) at init (max abs difference {diff:.3g}, must be exactly 0): "
-            "is lora_B initialized to zeros, and is base(x) computed with the untouched base layer?"
-        )
+        assert diff == 0.0, _(
+            "output differs from base(x) at init (max abs difference {diff:.3g}, must be exactly 0): is lora_B "
+            "initialized to zeros, and is base(x) computed with the untouched base layer?"
+        ).format(diff=diff)
 
 
 def random_factors(rng: np.random.Generator, base: nn.Linear, r: int) -> dict[str, torch.Tensor]:
@@ -223,50 +235,52 @@ def test_lora_init_identity_factors(observe: Observe, rng: np.random.Generator, 
     for name in LORA_NAMES:
         p = factors[name]
         assert p["is_parameter"], (
-            f"{name} is a {short_type(p)}, not an nn.Parameter: a plain tensor is invisible to "
-            "model.parameters(), so no optimizer would ever train it"
-            + (f" (an nn.Parameter sent through .to(...) comes back as a plain tensor whenever it "
-               f"has to convert, here to {p['dtype']}: create the tensor with base.weight's device "
-               "and dtype first, then wrap it in nn.Parameter)"
-               if p["is_tensor"] and p["grad_fn"] else "")
-        )
+            # i18n: {name} is lora_A or lora_B, {type} the class of what the student created (Tensor ...)
+            _("{name} is a {type}, not an nn.Parameter: a plain tensor is invisible to model.parameters(), so "
+              "no optimizer would ever train it (an nn.Parameter sent through .to(...) comes back as a plain "
+              "tensor whenever it has to convert, here to {dtype}: create the tensor with base.weight's device "
+              "and dtype first, then wrap it in nn.Parameter)")
+            if p["is_tensor"] and p["grad_fn"] else
+            _("{name} is a {type}, not an nn.Parameter: a plain tensor is invisible to model.parameters(), so "
+              "no optimizer would ever train it")
+        ).format(name=name, type=short_type(p), dtype=p["dtype"])
         plain(p, nn.Parameter, name)
-        assert p["dtype"] == str(base.weight.dtype) and p["device"] == str(base.weight.device), (
-            f"{name} is {p['dtype']} on {p['device']}, base.weight is {base.weight.dtype} on "
-            f"{base.weight.device}: create the factors with base.weight's dtype and device"
-        )
+        assert p["dtype"] == str(base.weight.dtype) and p["device"] == str(base.weight.device), _(
+            "{name} is {dtype} on {device}, base.weight is {base_dtype} on {base_device}: create the factors "
+            "with base.weight's dtype and device"
+        ).format(name=name, dtype=p["dtype"], device=p["device"], base_dtype=base.weight.dtype,
+                 base_device=base.weight.device)
     A, B = factors["lora_A"]["value"], factors["lora_B"]["value"]
-    assert tuple(A.shape) == (r, base.in_features), (
-        f"lora_A has shape {tuple(A.shape)}, expected (r, in_features) = {(r, base.in_features)}"
-    )
-    assert tuple(B.shape) == (base.out_features, r), (
-        f"lora_B has shape {tuple(B.shape)}, expected (out_features, r) = {(base.out_features, r)}"
-    )
-    assert not B.any(), (
-        f"lora_B has {int(B.count_nonzero())} non-zero entries at init: lora_B must start "
-        "at zeros (a random lora_B makes step 0 differ from the base model)"
-    )
+    assert tuple(A.shape) == (r, base.in_features), _(
+        "lora_A has shape {shape}, expected (r, in_features) = {expected}"
+    ).format(shape=tuple(A.shape), expected=(r, base.in_features))
+    assert tuple(B.shape) == (base.out_features, r), _(
+        "lora_B has shape {shape}, expected (out_features, r) = {expected}"
+    ).format(shape=tuple(B.shape), expected=(base.out_features, r))
+    assert not B.any(), _(
+        "lora_B has {count} non-zero entries at init: lora_B must start at zeros (a random lora_B makes step "
+        "0 differ from the base model)"
+    ).format(count=int(B.count_nonzero()))
     # kaiming_uniform_(a=sqrt(5)) on an (r, in) tensor draws from U(-1/sqrt(in), 1/sqrt(in)).
     bound = 1.0 / math.sqrt(base.in_features)
     biggest = float(A.abs().max())
-    assert biggest <= bound * (1 + 1e-6), (
-        f"lora_A has an entry of size {biggest:.4g}, above the kaiming_uniform_(a=sqrt(5)) bound "
-        f"1/sqrt(in_features) = {bound:.4g}: use nn.init.kaiming_uniform_(lora_A, a=math.sqrt(5)) "
-        "on a tensor of shape (r, in_features)"
-    )
-    assert biggest > 0.5 * bound and float(A.std()) > 0.3 * bound, (
-        f"lora_A is (nearly) constant or tiny at init (max {biggest:.3g}, bound {bound:.3g}): it "
-        "must be random; with lora_A = lora_B = 0 no gradient would ever reach either factor"
-    )
+    assert biggest <= bound * (1 + 1e-6), _(
+        "lora_A has an entry of absolute value {biggest:.4g}, above the kaiming_uniform_(a=sqrt(5)) bound "
+        "1/sqrt(in_features) = {bound:.4g}: use nn.init.kaiming_uniform_(lora_A, a=math.sqrt(5)) on a tensor "
+        "of shape (r, in_features)"
+    ).format(biggest=biggest, bound=bound)
+    assert biggest > 0.5 * bound and float(A.std()) > 0.3 * bound, _(
+        "lora_A is (nearly) constant or tiny at init (max {biggest:.3g}, bound {bound:.3g}): it must be random; "
+        "with lora_A = lora_B = 0 no gradient would ever reach either factor"
+    ).format(biggest=biggest, bound=bound)
     linears = seen["linears"]
-    assert linears == ["base"], (
-        f"nn.Linear submodules {linears}: only the wrapped layer, as self.base, may be an "
-        "nn.Linear; create lora_A and lora_B as nn.Parameter directly"
-    )
-    assert seen["base_is_given"], (
-        "self.base must be the very nn.Linear that was passed in, not a copy or a rebuilt layer: "
-        "a copy has Parameters of its own, no longer the model's (and a rebuilt layer's new "
-        "Parameters start trainable)"
+    assert linears == ["base"], _(
+        "nn.Linear submodules {linears}: only the wrapped layer, as self.base, may be an nn.Linear; create "
+        "lora_A and lora_B as nn.Parameter directly"
+    ).format(linears=linears)
+    assert seen["base_is_given"], _(
+        "self.base must be the very nn.Linear that was passed in, not a copy or a rebuilt layer: a copy has "
+        "Parameters of its own, no longer the model's (and a rebuilt layer's new Parameters start trainable)"
     )
 
 
@@ -283,28 +297,31 @@ def test_lora_init_identity_forward_scaling(observe: Observe, rng: np.random.Gen
         stored_r = plain(seen["r"], int, "lora.r")
         stored_alpha = plain(seen["alpha"], float, "lora.alpha")
         scaling = scale_of(seen["scaling"], "lora.scaling")
-        assert stored_r == r and stored_alpha == alpha, "store r and alpha as given"
-        assert scaling == pytest.approx(alpha / r), (
-            f"scaling is {scaling}, expected alpha / r = {alpha / r}"
-        )
+        assert stored_r == r and stored_alpha == alpha, _(
+            "lora.r = {stored_r!r} and lora.alpha = {stored_alpha!r} for r = {r!r}, alpha = {alpha!r}: store r "
+            "and alpha as given (alpha never defaults to r)"
+        ).format(stored_r=stored_r, stored_alpha=stored_alpha, r=r, alpha=alpha)
+        assert scaling == pytest.approx(alpha / r), _(
+            "scaling is {scaling}, expected alpha / r = {expected}"
+        ).format(scaling=scaling, expected=alpha / r)
         A, B = factors["lora_A"], factors["lora_B"]
         with torch.no_grad():
             expected = base_out + (alpha / r) * ((x @ A.T) @ B.T)
         out = output(seen["out"])
         diff = max_abs_diff(out, expected)
-        assert diff < 1e-5 * (1 + float(expected.abs().max())), (
-            f"forward differs from base(x) + (alpha/r) * x @ A.T @ B.T by {diff:.3g} "
-            f"(r={r}, alpha={alpha}): check the alpha / r scaling and the transposes"
-        )
+        assert diff < 1e-5 * (1 + float(expected.abs().max())), _(
+            "forward differs from base(x) + (alpha/r) * x @ A.T @ B.T by {diff:.3g} (r={r}, alpha={alpha}): "
+            "check the alpha / r scaling and the transposes"
+        ).format(diff=diff, r=r, alpha=alpha)
 
 
 def misplaced_dropout(train_update: torch.Tensor, eval_update: torch.Tensor, p: float,
                       kept: torch.Tensor, dropped: torch.Tensor) -> str:
     """Why a train-mode update of one-hot rows is not input dropout: where the dropout acts instead."""
     if bool((kept | dropped).all()):
-        return ("dropout is applied to the LoRA branch's output (after lora_B): each output entry is "
-                "dropped on its own, where it must drop the branch's input, dropout(x) @ A.T @ B.T "
-                "(with one-hot rows, a row's update is then either all zero or all (eval update) / (1 - p))")
+        return _("dropout is applied to the LoRA branch's output (after lora_B): each output entry is dropped on "
+                 "its own, where it must drop the branch's input, dropout(x) @ A.T @ B.T (with one-hot rows, a "
+                 "row's update is then either all zero or all (eval update) / (1 - p))")
     rows_dropped = dropped.all(dim=1)
     live = ~rows_dropped & (eval_update.abs() > 1e-3).any(dim=1)
     if bool(live.any()):
@@ -312,12 +329,12 @@ def misplaced_dropout(train_update: torch.Tensor, eval_update: torch.Tensor, p: 
                         / (eval_update * eval_update).sum(dim=1)[live]).mean())
         rows_scaled = torch.isclose(train_update, factor * eval_update, atol=1e-5).all(dim=1)
         if bool((rows_dropped | rows_scaled).all()):
-            return (f"the kept inputs are scaled by {factor:.4g}, expected 1 / (1 - p) = {1 / (1 - p):.4g} "
-                    f"for dropout={p}: nn.Dropout(p) drops with probability p (the dropout argument "
-                    "itself, not 1 - p) and scales what it keeps by 1 / (1 - p)")
-    return ("in train mode the LoRA update of a one-hot row is neither zero nor (eval update) / (1 - p), "
-            "nor is each entry: dropout acts inside the branch, on the r-dim intermediate after lora_A; "
-            "apply it to the branch's input instead: dropout(x) @ A.T @ B.T")
+            return _("the kept inputs are scaled by {factor:.4g}, expected 1 / (1 - p) = {expected:.4g} for "
+                     "dropout={p}: nn.Dropout(p) drops with probability p (the dropout argument itself, not 1 - p) "
+                     "and scales what it keeps by 1 / (1 - p)").format(factor=factor, expected=1 / (1 - p), p=p)
+    return _("in train mode the LoRA update of a one-hot row is neither zero nor (eval update) / (1 - p), nor is "
+             "each entry: dropout acts inside the branch, on the r-dim intermediate after lora_A; apply it to the "
+             "branch's input instead: dropout(x) @ A.T @ B.T")
 
 
 @block_a
@@ -336,44 +353,43 @@ def test_lora_init_identity_dropout_on_branch_input_only(observe: Observe, seed:
     # At init (lora_B = 0) the output is base(x): first with dropout off, then on. Eval mode first,
     # so that a non-zero lora_B is not blamed on the dropout.
     diff = max_abs_diff(output(seen["init_eval"]), base_out)
-    assert diff == 0.0, (
-        f"in eval mode at init the output differs from base(x) by {diff:.3g}: lora_B must start "
-        "at zeros, and base(x) must be computed with the untouched base layer"
-    )
+    assert diff == 0.0, _(
+        "in eval mode at init the output differs from base(x) by {diff:.3g}: lora_B must start at zeros, and "
+        "base(x) must be computed with the untouched base layer"
+    ).format(diff=diff)
     diff = max_abs_diff(output(seen["init_train"]), base_out)
-    assert diff == 0.0, (
-        f"in train mode at init (lora_B = 0) the output differs from base(x) by {diff:.3g}, although "
-        "it is exact in eval mode: dropout must act on the LoRA branch's input only, never on "
-        "base(x) (or on x before both paths) or on the layer's whole output"
-    )
+    assert diff == 0.0, _(
+        "in train mode at init (lora_B = 0) the output differs from base(x) by {diff:.3g}, although it is exact "
+        "in eval mode: dropout must act on the LoRA branch's input only, never on base(x) (or on x before both "
+        "paths) or on the layer's whole output"
+    ).format(diff=diff)
 
     A, B = factors["lora_A"], factors["lora_B"]
     branch = (x @ A.T) @ B.T  # the unscaled update, from the test's own copies
     eval_update = output(seen["eval"]) - base_out
     again = output(seen["eval_again"]) - base_out
     train_update = output(seen["train"]) - base_out
-    assert torch.equal(eval_update, again), (
-        "two eval-mode forwards gave different outputs: in eval mode dropout must be off; use an "
-        "nn.Dropout module (it follows .train() / .eval()), or F.dropout(..., training=self.training)"
+    assert torch.equal(eval_update, again), _(
+        "two eval-mode forwards gave different outputs: in eval mode dropout must be off; use an nn.Dropout "
+        "module (it follows .train() / .eval()), or F.dropout(..., training=self.training)"
     )
     expected_update = (alpha / r) * branch
     if max_abs_diff(eval_update, expected_update) >= 1e-5:
         factor = float((eval_update * branch).sum() / (branch * branch).sum())
         scaled = max_abs_diff(eval_update, factor * branch) < 1e-5
         pytest.fail(
-            f"in eval mode (dropout off) the LoRA update is {factor:.4g} * x @ A.T @ B.T, expected "
-            f"alpha / r = {alpha / r:g} times it: apply the alpha / r scaling in forward"
+            _("in eval mode (dropout off) the LoRA update is {factor:.4g} * x @ A.T @ B.T, expected alpha / r = "
+              "{scaling:g} times it: apply the alpha / r scaling in forward").format(factor=factor, scaling=alpha / r)
             if scaled else
-            "in eval mode (dropout off) the LoRA update differs from (alpha / r) * x @ A.T @ B.T: "
-            "check the alpha / r scaling and the transposes (test_lora_init_identity_forward_scaling "
-            "checks them in detail)",
+            _("in eval mode (dropout off) the LoRA update differs from (alpha / r) * x @ A.T @ B.T: check the "
+              "alpha / r scaling and the transposes (test_lora_init_identity_forward_scaling checks them in "
+              "detail)"),
             pytrace=False,
         )
-    assert max_abs_diff(train_update, eval_update) > 1e-6, (
-        f"in train mode with dropout={p} the LoRA update equals the eval-mode one: nothing was "
-        "ever dropped; is the dropout argument stored (nn.Dropout(p=dropout)) and applied to the "
-        "LoRA branch's input?"
-    )
+    assert max_abs_diff(train_update, eval_update) > 1e-6, _(
+        "in train mode with dropout={p} the LoRA update equals the eval-mode one: nothing was ever dropped; is "
+        "the dropout argument stored (nn.Dropout(p=dropout)) and applied to the LoRA branch's input?"
+    ).format(p=p)
     # Per entry, input dropout leaves 0 or (eval update) / (1 - p); with one-hot rows, a whole row
     # at once, and some rows of each kind.
     kept = torch.isclose(train_update, eval_update / (1 - p), atol=1e-5)
@@ -413,19 +429,19 @@ def test_lora_init_identity_rejects_bad_arguments(
     if name == "base":
         seen = observe(scenarios.construct_on, kind=value)
         expect_error(error, seen["error"], f"LoRALinear({value})",
-                     "check isinstance(base, nn.Linear) first and raise TypeError otherwise")  # fmt: skip
+                     _("check isinstance(base, nn.Linear) first and raise TypeError otherwise"))  # fmt: skip
         return
     seen = observe(scenarios.construct_with, base=described(nn.Linear(6, 10)), kwargs=kwargs)
     expect_error(
         error, seen["error"],
         f"LoRALinear(base, {name}={value})",
-        "validate the arguments in __init__ (r a positive int, alpha positive and finite, "
-        "dropout in [0, 1)) before building anything",
+        _("validate the arguments in __init__ (r a positive int, alpha positive and finite, dropout in [0, 1)) "
+          "before building anything"),
     )
-    assert seen["weight_requires_grad"] and seen["bias_requires_grad"], (
-        f"LoRALinear(base, **{kwargs}) raised but froze base first: validate the arguments "
-        "before changing anything"
-    )
+    assert seen["weight_requires_grad"] and seen["bias_requires_grad"], _(
+        "LoRALinear(base, **{kwargs}) raised but froze base first: validate the arguments before changing "
+        "anything"
+    ).format(kwargs=kwargs)
 
 
 @block_a
@@ -437,15 +453,22 @@ def test_freeze_only_lora_learns(observe: Observe, seed: int, rng: np.random.Gen
     seen = observe(scenarios.freeze_through_steps, base=described(random_linear(rng, bias=bias)), r=4,
                    steps=steps)
     # A base that is not the layer given (a copy, a rebuilt nn.Linear) has Parameters of its own.
-    copied = "" if seen["base_is_original"] else (
-        " (self.base is not the nn.Linear you were given but a copy of it: wrap the layer itself)")
+    copied = not seen["base_is_original"]
     for label, after in zip(steps, seen["after"], strict=True):
         assert trainable_names(after) == {"lora_A", "lora_B"}, (
-            f"{label}: trainable parameters are {sorted(trainable_names(after))}, expected exactly "
-            "['lora_A', 'lora_B']: freeze base.weight and base.bias with requires_grad_(False) on "
-            f"the Parameters themselves, and register lora_A / lora_B as nn.Parameter{copied}"
-        )
-    assert seen["lora_A_dtype"] == str(torch.float32), ".to(dtype) must convert lora_A and lora_B too"
+            # i18n: {label} is the step after which the flags were read: "after __init__", ".to(torch.float64)" ...
+            _("{label}: trainable parameters are {names}, expected exactly ['lora_A', 'lora_B']: freeze "
+              "base.weight and base.bias with requires_grad_(False) on the Parameters themselves, and register "
+              "lora_A / lora_B as nn.Parameter (self.base is not the nn.Linear you were given but a copy of it: "
+              "wrap the layer itself)")
+            if copied else
+            _("{label}: trainable parameters are {names}, expected exactly ['lora_A', 'lora_B']: freeze "
+              "base.weight and base.bias with requires_grad_(False) on the Parameters themselves, and register "
+              "lora_A / lora_B as nn.Parameter")
+            # i18n: the first step of the freeze test: the flags as __init__ leaves them
+        ).format(label=_("after __init__") if label == "after __init__" else label,
+                 names=sorted(trainable_names(after)))
+    assert seen["lora_A_dtype"] == str(torch.float32), _(".to(dtype) must convert lora_A and lora_B too")
 
     base = random_linear(rng)
     x = random_input(rng, base)
@@ -457,22 +480,23 @@ def test_freeze_only_lora_learns(observe: Observe, seed: int, rng: np.random.Gen
     for step in seen["steps"]:
         output(step["out"])
         for name in ("base.weight", "base.bias"):
-            assert not step["base_grad"][name], (
-                f"{name} received a gradient: the base must be frozen (requires_grad=False)"
-            )
+            assert not step["base_grad"][name], _(
+                "{name} received a gradient: the base must be frozen (requires_grad=False)"
+            ).format(name=name)
     before = {name: p["value"] for name, p in plain_parameters(seen["before"]).items()}
     after = plain_parameters(seen["after"])
     for name in ("base.weight", "base.bias"):
-        assert torch.equal(before[name], after[name]["value"]), f"{name} changed during training"
+        assert torch.equal(before[name], after[name]["value"]), _("{name} changed during training").format(
+            name=name)
     still = [name for name in LORA_NAMES if max_abs_diff(before[name], after[name]["value"]) == 0]
-    assert len(still) < 2, (
-        "neither lora_A nor lora_B changed after 3 optimizer steps: with both at zero no gradient "
-        "ever reaches either; lora_B starts at zero, so lora_A must start random (kaiming_uniform_)"
+    assert len(still) < 2, _(
+        "neither lora_A nor lora_B changed after 3 optimizer steps: with both at zero no gradient ever reaches "
+        "either; lora_B starts at zero, so lora_A must start random (kaiming_uniform_)"
     )
-    assert not still, (
-        f"{still and still[0]} did not change after 3 optimizer steps: is it an nn.Parameter used in "
-        "forward, with requires_grad=True? (lora_A moves from step 2 on, lora_B from step 1)"
-    )
+    assert not still, _(
+        "{name} did not change after 3 optimizer steps: is it an nn.Parameter used in forward, with "
+        "requires_grad=True? (lora_A moves from step 2 on, lora_B from step 1)"
+    ).format(name=still and still[0])
 
 
 @block_a
@@ -480,10 +504,10 @@ def test_freeze_false_keeps_base_trainable(observe: Observe, rng: np.random.Gene
     base = random_linear(rng)
     seen = observe(scenarios.parameters_at_init, base=described(base), r=4, freeze_base=False)
     trainable = trainable_names(seen["parameters"])
-    assert trainable == {"base.weight", "base.bias", "lora_A", "lora_B"}, (
-        f"with freeze_base=False the trainable parameters are {sorted(trainable)}: "
-        "the base must stay trainable and lora_A / lora_B must be parameters"
-    )
+    assert trainable == {"base.weight", "base.bias", "lora_A", "lora_B"}, _(
+        "with freeze_base=False the trainable parameters are {names}: the base must stay trainable and lora_A / "
+        "lora_B must be parameters"
+    ).format(names=sorted(trainable))
 
 
 @block_a
@@ -491,11 +515,11 @@ def test_param_count_linear(observe: Observe, rng: np.random.Generator) -> None:
     # The lab's own figure first, then random shapes and ranks.
     seen = observe(scenarios.parameters_at_init, base=described(nn.Linear(64, 64)), r=8)
     trainable = trainable_count(seen["parameters"])
-    assert trainable == 1024, (
-        f"LoRALinear(nn.Linear(64, 64), r=8) has {trainable} trainable parameters, expected "
-        "r * (in + out) = 8 * (64 + 64) = 1024 (base frozen, A and B trainable)"
-    )
-    for _ in range(5):
+    assert trainable == 1024, _(
+        "LoRALinear(nn.Linear(64, 64), r=8) has {trainable} trainable parameters, expected r * (in + out) = "
+        "8 * (64 + 64) = 1024 (base frozen, A and B trainable)"
+    ).format(trainable=trainable)
+    for _attempt in range(5):
         base = random_linear(rng, bias=bool(rng.integers(2)))
         r = int(rng.integers(1, 17))
         seen = observe(scenarios.parameters_at_init, base=described(base), r=r)
@@ -504,14 +528,15 @@ def test_param_count_linear(observe: Observe, rng: np.random.Generator) -> None:
         total = sum(math.prod(p["shape"]) for p in params)
         base_total = sum(p.numel() for p in base.parameters())
         expected = r * (base.in_features + base.out_features)
-        assert trainable == expected, (
-            f"Linear({base.in_features}, {base.out_features}) at r={r}: {trainable} trainable "
-            f"parameters, expected r * (in + out) = {expected}"
-        )
-        assert total == base_total + expected, (
-            f"{total} parameters in all, expected base ({base_total}) + adapter ({expected}): "
-            "no extra parameters (no bias in the LoRA branch, no nn.Linear factors)"
-        )
+        assert trainable == expected, _(
+            "Linear({in_features}, {out_features}) at r={r}: {trainable} trainable parameters, expected "
+            "r * (in + out) = {expected}"
+        ).format(in_features=base.in_features, out_features=base.out_features, r=r, trainable=trainable,
+                 expected=expected)
+        assert total == base_total + expected, _(
+            "{total} parameters in all, expected base ({base_total}) + adapter ({expected}): no extra parameters "
+            "(no bias in the LoRA branch, no nn.Linear factors)"
+        ).format(total=total, base_total=base_total, expected=expected)
 
 
 # ----------------------------------------------------------------------------- Block B
@@ -526,21 +551,21 @@ def expected_targets(cfg: MiniGPTConfig) -> set[str]:
 @block_b
 def test_freeze_wrap_minigpt_default_targets(observe: Observe) -> None:
     seen = observe(scenarios.wrap_minigpt, model=gpt(small_gpt()), kwargs={"r": 4, "alpha": 8.0})
-    assert seen["returned_is_model"], "wrap_minigpt_with_lora must wrap in place and return the same model"
+    assert seen["returned_is_model"], _("wrap_minigpt_with_lora must wrap in place and return the same model")
     wrapped = seen["layers"]
     expected = expected_targets(SMALL_GPT)
-    assert set(wrapped) == expected, (
-        f"wrapped {sorted(set(wrapped) - expected)} that are not targets and missed "
-        f"{sorted(expected - set(wrapped))}: wrap every nn.Linear whose dotted name equals a "
-        f"target or ends with '.' + target, for DEFAULT_TARGETS = {LAB_TARGETS}"
-    )
+    extra, missed = sorted(set(wrapped) - expected), sorted(expected - set(wrapped))
+    rule = _("wrap every nn.Linear whose dotted name equals a target or ends with '.' + target, for "
+             "DEFAULT_TARGETS = {targets}").format(targets=LAB_TARGETS)  # fmt: skip
+    assert not extra, _("wrapped {extra}, which are not targets: {rule}").format(extra=extra, rule=rule)
+    assert not missed, _("did not wrap {missed}, which are targets: {rule}").format(missed=missed, rule=rule)
     for name, layer in wrapped.items():
-        assert layer["base_is_original"], f"{name}: LoRALinear must wrap the original layer"
+        assert layer["base_is_original"], _("{name}: LoRALinear must wrap the original layer").format(name=name)
         r = plain(layer["r"], int, f"{name}.r")
         scaling = scale_of(layer["scaling"], f"{name}.scaling")
-        assert r == 4 and scaling == pytest.approx(2.0), (
-            f"{name}: r={r}, scaling={scaling}; pass r and alpha on to every LoRALinear"
-        )
+        assert r == 4 and scaling == pytest.approx(2.0), _(
+            "{name}: r={r}, scaling={scaling}; pass r and alpha on to every LoRALinear"
+        ).format(name=name, r=r, scaling=scaling)
 
 
 @block_b
@@ -548,21 +573,20 @@ def test_freeze_wrap_minigpt_only_lora_trainable(observe: Observe) -> None:
     # Invariant 2 after wrapping: the whole model is frozen but for the adapters.
     # Which layers are wrapped is test_freeze_wrap_minigpt_default_targets' rule, not this one's.
     seen = observe(scenarios.wrap_minigpt, model=gpt(small_gpt()), kwargs={"r": 4, "alpha": 8.0})
-    assert seen["returned_is_model"], (
-        "wrap_minigpt_with_lora returned another model: wrap the model you are given in place (no "
-        "copy), and return it, so that the model the caller trains is the frozen one"
+    assert seen["returned_is_model"], _(
+        "wrap_minigpt_with_lora returned another model: wrap the model you are given in place (no copy), and "
+        "return it, so that the model the caller trains is the frozen one"
     )
     trainable = trainable_names(seen["parameters"])
     not_lora = sorted(n for n in trainable if not is_lora_name(n))
-    assert not not_lora, (
-        f"still trainable after wrapping: {not_lora[:6]}: freeze every parameter that is not "
-        "lora_A / lora_B (embeddings, layer norms, lm_head, the wrapped bases)"
-    )
+    assert not not_lora, _(
+        "still trainable after wrapping: {names}: freeze every parameter that is not lora_A / lora_B "
+        "(embeddings, layer norms, lm_head, the wrapped bases)"
+    ).format(names=not_lora[:6])
     lora_params = {n for n in seen["parameters"] if is_lora_name(n)}
-    assert lora_params and trainable == lora_params, (
-        f"not trainable after wrapping: {sorted(lora_params - trainable)[:6] or 'no lora_A / lora_B at all'}: "
-        "every lora_A / lora_B must be a trainable nn.Parameter"
-    )
+    assert lora_params and trainable == lora_params, _(
+        "not trainable after wrapping: {names}: every lora_A / lora_B must be a trainable nn.Parameter"
+    ).format(names=sorted(lora_params - trainable)[:6] or _("no lora_A / lora_B at all"))
 
 
 @block_b
@@ -570,13 +594,13 @@ def test_lora_init_identity_wrapped_minigpt(observe: Observe, rng: np.random.Gen
     model = small_gpt().eval()
     idx = token_batch(rng)
     with torch.no_grad():
-        before, _ = model(idx)
+        before, _loss = model(idx)
     after = logits(observe(scenarios.logits_after_wrap, model=gpt(model), idx=idx)["logits"])
     diff = max_abs_diff(after, before)
-    assert diff == 0.0, (
-        f"wrapping changed the model's logits by {diff:.3g}: a freshly wrapped model must compute "
-        "exactly what it computed before (lora_B = 0)"
-    )
+    assert diff == 0.0, _(
+        "wrapping changed the model's logits by {diff:.3g}: a freshly wrapped model must compute exactly what it "
+        "computed before (lora_B = 0)"
+    ).format(diff=diff)
 
 
 WRAPPED_RANK = 3  # the rank test_param_count_wrapped_minigpt wraps SMALL_GPT with
@@ -591,10 +615,10 @@ def test_param_count_wrapped_minigpt(observe: Observe) -> None:
     seen = observe(scenarios.wrap_minigpt, model=gpt(model), kwargs={"r": r})
     trainable = trainable_count(seen["parameters"])
     expected = sum(r * (i + o) for n, (i, o) in sizes.items() if n in expected_targets(SMALL_GPT))
-    assert trainable == expected, (
-        f"wrapped MiniGPT at r={r} has {trainable} trainable parameters, expected the sum of "
-        f"r * (in + out) over the wrapped layers = {expected}"
-    )
+    assert trainable == expected, _(
+        "wrapped MiniGPT at r={r} has {trainable} trainable parameters, expected the sum of r * (in + out) over "
+        "the wrapped layers = {expected}"
+    ).format(r=r, trainable=trainable, expected=expected)
 
 
 # The model these targets are matched against is scenarios.Toy: fc1, mlp.fc1, mlp.xfc1,
@@ -613,12 +637,11 @@ def test_freeze_wrap_matches_dotted_suffix(observe: Observe, targets: tuple[str,
                                            expected: set[str]) -> None:
     seen = observe(scenarios.wrap_toy, kwargs={"r": 2, "target_modules": targets})
     wrapped = set(seen["layers"])
-    assert wrapped == expected, (
-        f"target_modules={targets} wrapped {sorted(wrapped)}, expected {sorted(expected)}: a "
-        "name matches when it equals a target or ends with '.' + target (not a bare substring "
-        "or suffix), and only nn.Linear layers are wrapped"
-    )
-    assert trainable_names(seen["parameters"]) == {f"{n}.{a}" for n in expected for a in LORA_NAMES}, (
+    assert wrapped == expected, _(
+        "target_modules={targets} wrapped {wrapped}, expected {expected}: a name matches when it equals a target "
+        "or ends with '.' + target (not a bare substring or suffix), and only nn.Linear layers are wrapped"
+    ).format(targets=targets, wrapped=sorted(wrapped), expected=sorted(expected))
+    assert trainable_names(seen["parameters"]) == {f"{n}.{a}" for n in expected for a in LORA_NAMES}, _(
         "only the new lora_A / lora_B may be trainable after wrapping"
     )
 
@@ -632,10 +655,9 @@ def test_freeze_wrap_passes_dropout(observe: Observe, seed: int, rng: np.random.
     for p in (0.0, 0.5):
         seen = observe(scenarios.dropout_logits, model=model, idx=idx, dropout=p)
         outputs[p] = tuple(logits(out) for out in seen["logits"])
-    assert torch.equal(*outputs[0.0]), "with dropout=0.0 two train-mode forwards must agree"
-    assert not torch.equal(*outputs[0.5]), (
-        "with dropout=0.5 two train-mode forwards gave the same logits: pass dropout on to "
-        "every LoRALinear"
+    assert torch.equal(*outputs[0.0]), _("with dropout=0.0 two train-mode forwards must agree")
+    assert not torch.equal(*outputs[0.5]), _(
+        "with dropout=0.5 two train-mode forwards gave the same logits: pass dropout on to every LoRALinear"
     )
 
 
@@ -645,17 +667,18 @@ def test_freeze_wrap_rejects_bad_calls(observe: Observe) -> None:
     expect_error(
         ValueError, seen["no_match"],
         "wrap_minigpt_with_lora(model, target_modules=('no_such_layer',))",
-        "when no nn.Linear matches a target, raise ValueError instead of silently wrapping nothing",
+        _("when no nn.Linear matches a target, raise ValueError instead of silently wrapping nothing"),
     )
-    assert not seen["after_no_match"], "a rejected call must not wrap anything"
+    assert not seen["after_no_match"], _("a rejected call must not wrap anything")
     expect_error(
         ValueError, seen["again"],
-        "wrapping an already wrapped model again (first q_proj, then k_proj)",
-        "check for existing LoRALinear layers first: a second wrap would nest adapters",
+        # i18n: the action that must raise, in "{what} did not raise {error}: {hint}"
+        _("wrapping an already wrapped model again (first q_proj, then k_proj)"),
+        _("check for existing LoRALinear layers first: a second wrap would nest adapters"),
     )
-    assert seen["after_again"] == seen["layers"] and seen["same_layers"], (
-        "wrapping an already wrapped model must raise ValueError before changing anything (no "
-        "LoRALinear inside a LoRALinear)"
+    assert seen["after_again"] == seen["layers"] and seen["same_layers"], _(
+        "wrapping an already wrapped model must raise ValueError before changing anything (no LoRALinear inside "
+        "a LoRALinear)"
     )
 
 
@@ -687,8 +710,8 @@ def saved_adapter(seen: dict[str, dict[str, Any]]) -> dict[str, torch.Tensor]:
     """The observed lora_state_dict(model) (scenarios.saved), once every value in it was exactly a torch.Tensor."""
     return {
         name: plain(value, torch.Tensor, f"lora_state_dict(model)[{name!r}]",
-                    "save detached copies, p.detach().clone(): plain tensors that no longer belong to "
-                    "the model (an nn.Parameter is a subclass too)")
+                    _("save detached copies, p.detach().clone(): plain tensors that no longer belong to the model "
+                      "(an nn.Parameter is a subclass too)"))
         for name, value in seen.items()
     }
 
@@ -702,14 +725,15 @@ def test_roundtrip_state_dict_keys_and_copies(observe: Observe, seed: int) -> No
     # a scale kept as a buffer may be saved too, one per layer
     buffers = {n: b["value"] for n, b in seen["buffers"].items()}
     extra = set(state) - expected
-    assert expected <= set(state) and extra <= set(buffers), (
-        f"unexpected keys {sorted(extra - set(buffers))[:4]}, missing {sorted(expected - set(state))[:4]}: "
-        "the adapter state dict holds exactly the lora_A / lora_B parameters, named as in "
-        "model.named_parameters() (plus the scale, if a LoRALinear registers it as a buffer)"
-    )
+    assert expected <= set(state) and extra <= set(buffers), _(
+        "unexpected keys {unexpected}, missing {missing}: the adapter state dict holds exactly the lora_A / "
+        "lora_B parameters, named as in model.named_parameters() (plus the scale, if a LoRALinear registers it "
+        "as a buffer)"
+    ).format(unexpected=sorted(extra - set(buffers))[:4], missing=sorted(expected - set(state))[:4])
     per_layer = sorted(name.rpartition(".")[0] for name in extra)
     doubled = sorted({layer for layer in per_layer if per_layer.count(layer) > 1})
-    assert not doubled, f"{doubled[:3]}: at most one scale buffer per LoRALinear may be saved"
+    assert not doubled, _("{layers}: at most one scale buffer per LoRALinear may be saved").format(
+        layers=doubled[:3])
     params = plain_parameters(seen["parameters"])
     # What the model holds: the test's adapter values (those of the observed shape: the others the
     # scenario could not set, as observed), and the scale buffers as observed.
@@ -717,17 +741,17 @@ def test_roundtrip_state_dict_keys_and_copies(observe: Observe, seed: int) -> No
     live = {**{n: adapter[n] if n in adapter and list(adapter[n].shape) == p["shape"] else p["value"]
                for n, p in params.items()}, **buffers}
     for name, tensor in state.items():
-        assert torch.equal(tensor, live[name]), (
-            f"{name}: the saved tensor does not equal the model's"
-        )
-        assert not seen["state"][name]["requires_grad"], f"{name}: save detached tensors (tensor.detach())"
+        assert torch.equal(tensor, live[name]), _(
+            "{name}: the saved tensor does not equal the model's"
+        ).format(name=name)
+        assert not seen["state"][name]["requires_grad"], _("{name}: save detached tensors (tensor.detach())").format(
+            name=name)
     # The scenario then added 1.0 to every parameter and scale buffer of the model, in place.
     after = {n: t["value"] for n, t in seen["state_after_change"].items()}
     changed = [n for n, t in after.items() if torch.equal(t, live[n] + 1.0)]
-    assert not changed, (
-        f"{changed[:3]} changed with the model: save copies (detach().clone()), not views "
-        "of the live parameters"
-    )
+    assert not changed, _(
+        "{names} changed with the model: save copies (detach().clone()), not views of the live parameters"
+    ).format(names=changed[:3])
 
 
 @block_c
@@ -740,17 +764,16 @@ def test_roundtrip_same_model(observe: Observe, seed: int, rng: np.random.Genera
     # Between saving and loading, the scenario randomized the adapter (training on, or another one).
     out = logits(seen["after"])
     diff = max_abs_diff(out, expected)
-    assert diff < ROUNDTRIP_TOLERANCE, (
-        f"save -> reload changed the logits by {diff:.3g} (must be < {ROUNDTRIP_TOLERANCE:g})"
-    )
+    assert diff < ROUNDTRIP_TOLERANCE, _(
+        "save -> reload changed the logits by {diff:.3g} (must be < {tolerance:g})"
+    ).format(diff=diff, tolerance=ROUNDTRIP_TOLERANCE)
     params = seen["parameters"]
     for n, same in seen["same_parameter"].items():
-        assert same and params[n]["requires_grad"], (
-            f"{n}: load must copy into the existing parameters (an optimizer holds them) "
-            "and keep them trainable"
-        )
+        assert same and params[n]["requires_grad"], _(
+            "{name}: load must copy into the existing parameters (an optimizer holds them) and keep them trainable"
+        ).format(name=n)
     # The scenario then zeroed the state dict's tensors in place.
-    assert max_abs_diff(logits(seen["after_zeroing"]), expected) < ROUNDTRIP_TOLERANCE, (
+    assert max_abs_diff(logits(seen["after_zeroing"]), expected) < ROUNDTRIP_TOLERANCE, _(
         "the model changed when the state dict's tensors were modified: copy the values in"
     )
 
@@ -762,9 +785,9 @@ def test_roundtrip_into_fresh_model(observe: Observe, seed: int, rng: np.random.
     seen = observe(scenarios.reload_into_fresh_model, trained=trained_wrapped_gpt(seed), idx=idx)
     expected = logits(seen["before"])
     diff = max_abs_diff(logits(seen["after"]), expected)
-    assert diff < ROUNDTRIP_TOLERANCE, (
-        f"a freshly wrapped model loaded with the adapter differs by {diff:.3g} from the original"
-    )
+    assert diff < ROUNDTRIP_TOLERANCE, _(
+        "a freshly wrapped model loaded with the adapter differs by {diff:.3g} from the original"
+    ).format(diff=diff)
 
 
 @block_c
@@ -774,12 +797,12 @@ def test_roundtrip_only_lora_trainable_after_loading(observe: Observe, seed: int
     # must have changed nothing.
     seen = observe(scenarios.trainable_through_loading, trained=trained_wrapped_gpt(seed))
     before, after = seen["before"], seen["after"]
-    assert set(after) == set(before) and trainable_names(after) == trainable_names(before), (
-        f"load_lora_state_dict changed what trains: trainable {sorted(trainable_names(after))[:4]}..., "
-        f"before {sorted(trainable_names(before))[:4]}... (parameters gone: {sorted(set(before) - set(after))[:4]}): "
-        "copy the values into the existing Parameters with param.copy_(value) under torch.no_grad(), "
+    assert set(after) == set(before) and trainable_names(after) == trainable_names(before), _(
+        "load_lora_state_dict changed what trains: trainable {after}..., before {before}... (parameters gone: "
+        "{gone}): copy the values into the existing Parameters with param.copy_(value) under torch.no_grad(), "
         "never replace them or change their requires_grad"
-    )
+    ).format(after=sorted(trainable_names(after))[:4], before=sorted(trainable_names(before))[:4],
+             gone=sorted(set(before) - set(after))[:4])
 
 
 def corrupt(state: dict[str, torch.Tensor], how: str) -> tuple[dict[str, object], list[str]]:
@@ -789,8 +812,9 @@ def corrupt(state: dict[str, torch.Tensor], how: str) -> tuple[dict[str, object]
     a_name = next((n for n in names if n.endswith("lora_A")), None)
     b_name = next((n for n in names if n.endswith("lora_B")), None)
     if a_name is None or b_name is None:
-        pytest.fail(f"lora_state_dict(model) holds no lora_A / lora_B keys (it holds {names[:4]}), so there is "
-                    "no adapter to break: save every parameter named ...lora_A / ...lora_B", pytrace=False)  # fmt: skip
+        pytest.fail(_("lora_state_dict(model) holds no lora_A / lora_B keys (it holds {names}), so there is no "
+                      "adapter to break: save every parameter named ...lora_A / ...lora_B").format(names=names[:4]),
+                    pytrace=False)  # fmt: skip
     if how == "missing":
         del bad[a_name]
         return bad, [a_name]
@@ -828,23 +852,25 @@ def test_roundtrip_rejects_bad_state(observe: Observe, seed: int, how: str) -> N
     seen = observe(scenarios.load_bad_state, trained=trained, state=bad)
     message = expect_error(
         ValueError, seen["error"],
-        f"load_lora_state_dict with a {how} state",
-        "be strict: check for missing and unexpected keys, non-tensor values and exact shapes "
-        "(no broadcasting), and raise ValueError naming them all",
+        # i18n: {how} names how the state dict is broken (the test's case): missing, unexpected, transposed,
+        # broadcastable, not_a_tensor or several
+        _("load_lora_state_dict with a {how} state").format(how=how),
+        _("be strict: check for missing and unexpected keys, non-tensor values and exact shapes (no "
+          "broadcasting), and raise ValueError naming them all"),
     )
     snapshot, now = seen["state_before"], seen["state_after"]
     touched = [n for n, t in now.items()
                if n not in snapshot or t is None or snapshot[n] is None or not torch.equal(t, snapshot[n])]
-    assert not touched, (
-        f"a rejected load ({how} state) changed {touched[:3]}: nothing may be copied until every "
-        "key and shape is checked; validate the whole state first, then copy"
-    )
+    assert not touched, _(
+        "a rejected load ({how} state) changed {names}: nothing may be copied until every key and shape is "
+        "checked; validate the whole state first, then copy"
+    ).format(how=how, names=touched[:3])
     unnamed = [n for n in names if n not in message]
-    assert not unnamed, (
-        f"the ValueError for a {how} state does not name {unnamed}: name every problem key "
-        f"(message was: {message[:200]!r})"
-    )
-    assert seen["flags_before"] == seen["flags_after"], (
+    assert not unnamed, _(
+        "the ValueError for a {how} state does not name {names}: name every problem key (message was: "
+        "{message!r})"
+    ).format(how=how, names=unnamed, message=message[:200])
+    assert seen["flags_before"] == seen["flags_after"], _(
         "a rejected load changed requires_grad flags"
     )
 
@@ -870,36 +896,41 @@ def test_merge_equivalence(observe: Observe, rng: np.random.Generator, bias: boo
         seen = observe_merge(observe, rng, base, r, alpha, freeze_base)
         before = output(seen["before"])
         tol = merge_tolerance(before)
-        after = output(seen["after"], "the merged LoRALinear's forward output")
+        after = output(seen["after"], _("the merged LoRALinear's forward output"))
         diff = max_abs_diff(after, before)
         assert diff < tol, (
-            f"merged forward differs from the unmerged one by {diff:.3g} (tolerance {tol:.3g}; "
-            f"r={r}, alpha={alpha}): {merge_diagnosis(seen, w0, alpha / r)}"
+            # i18n: {diagnosis} is what the merge most likely did wrong, then the rule (one of merge_diagnosis')
+            _("merged forward differs from the unmerged one by {diff:.3g} (tolerance {tol:.3g}; r={r}, "
+              "alpha={alpha}): {diagnosis}").format(diff=diff, tol=tol, r=r, alpha=alpha,
+                                                    diagnosis=merge_diagnosis(seen, w0, alpha / r))
         )
-        diff = max_abs_diff(output(seen["after_twice"], "the twice-merged LoRALinear's forward output"), before)
-        assert diff < tol, (
-            f"a second merge_ changed the output by {diff:.3g} (tolerance {tol:.3g}): zero lora_A and "
-            "lora_B once they are folded in, or each merge adds the update again"
-        )
+        diff = max_abs_diff(output(seen["after_twice"], _("the twice-merged LoRALinear's forward output")), before)
+        assert diff < tol, _(
+            "a second merge_ changed the output by {diff:.3g} (tolerance {tol:.3g}): zero lora_A and lora_B once "
+            "they are folded in, or each merge adds the update again"
+        ).format(diff=diff, tol=tol)
 
 
 def merge_diagnosis(seen: dict[str, Any], w0: torch.Tensor, scaling: float) -> str:
     """What a merge that changed the output most likely did, from the weight and factors it left."""
     weight, A_after, B_after = (seen[k]["value"] for k in ("weight", "lora_A", "lora_B"))
     update = seen["B"] @ seen["A"]
-    rule = "merge must add scaling * lora_B @ lora_A to base.weight (the weight the layer uses), then zero both factors"
+    rule = _("merge must add scaling * lora_B @ lora_A to base.weight (the weight the layer uses), then zero both "
+             "factors")
 
     def near(w: torch.Tensor) -> bool:
         return isinstance(weight, torch.Tensor) and weight.shape == w.shape and max_abs_diff(weight, w) < merge_tolerance(w)
 
     if near(w0):
-        return f"base.weight did not change: the update went into a copy, or nowhere; {rule}"
+        # i18n: each diagnosis ends with {rule}: "merge must add scaling * lora_B @ lora_A to base.weight ..."
+        return _("base.weight did not change: the update went into a copy, or nowhere; {rule}").format(rule=rule)
     if isinstance(A_after, torch.Tensor) and isinstance(B_after, torch.Tensor) and (A_after.any() or B_after.any()):
-        return f"lora_A / lora_B are not zero after merge_, so the update counts twice; {rule}"
+        return _("lora_A / lora_B are not zero after merge_, so the update counts twice; {rule}").format(rule=rule)
     if near(w0 + update):
-        return f"base.weight gained lora_B @ lora_A without the scaling alpha / r = {scaling:g}; {rule}"
+        return _("base.weight gained lora_B @ lora_A without the scaling alpha / r = {scaling:g}; {rule}").format(
+            scaling=scaling, rule=rule)
     if near(w0 - scaling * update):
-        return f"base.weight lost the update instead of gaining it (a subtraction); {rule}"
+        return _("base.weight lost the update instead of gaining it (a subtraction); {rule}").format(rule=rule)
     return rule
 
 
@@ -922,20 +953,20 @@ def test_merge_folds_adapter_into_weight(observe: Observe, rng: np.random.Genera
         w0 = base.weight.detach().clone()
         seen = observe_merge(observe, rng, base, r, alpha, freeze_base)
         expected_w = w0 + (alpha / r) * seen["B"] @ seen["A"]
-        weight = plain(seen["weight"], nn.Parameter, "base.weight after merge_")
-        A_after = plain(seen["lora_A"], nn.Parameter, "lora_A after merge_")
-        B_after = plain(seen["lora_B"], nn.Parameter, "lora_B after merge_")
+        weight = plain(seen["weight"], nn.Parameter, _("base.weight after merge_"))
+        A_after = plain(seen["lora_A"], nn.Parameter, _("lora_A after merge_"))
+        B_after = plain(seen["lora_B"], nn.Parameter, _("lora_B after merge_"))
         w_diff = max_abs_diff(weight, expected_w)
-        assert w_diff < merge_tolerance(expected_w), (
-            f"base.weight after merge differs from W + (alpha/r) * B @ A by {w_diff:.3g} (r={r}, alpha={alpha})"
-        )
-        assert not A_after.any() and not B_after.any(), (
+        assert w_diff < merge_tolerance(expected_w), _(
+            "base.weight after merge differs from W + (alpha/r) * B @ A by {diff:.3g} (r={r}, alpha={alpha})"
+        ).format(diff=w_diff, r=r, alpha=alpha)
+        assert not A_after.any() and not B_after.any(), _(
             "lora_A and lora_B must be zero after merge_, or the update is counted twice"
         )
-        assert seen["flags"] == {n: p["requires_grad"] for n, p in plain_parameters(seen["parameters"]).items()}, (
+        assert seen["flags"] == {n: p["requires_grad"] for n, p in plain_parameters(seen["parameters"]).items()}, _(
             "merge_ changed requires_grad flags: every parameter keeps its flag"
         )
-        assert seen["weight"]["is_leaf"] and not seen["weight"]["grad_fn"], (
+        assert seen["weight"]["is_leaf"] and not seen["weight"]["grad_fn"], _(
             "merge_ recorded the update in autograd: do it under torch.no_grad()"
         )
 
@@ -949,25 +980,25 @@ def test_merge_twice_and_reinit_then_train(observe: Observe, rng: np.random.Gene
     # with kaiming_uniform_ (the user starting a new adapter) and runs backward on the sum of the
     # output. (What merging does to the output is test_merge_equivalence's rule.)
     seen = observe(scenarios.merge_twice_and_reinit, base=described(base), x=x)
-    assert seen["lora_A_is_same"] and seen["lora_A_is_parameter"], (
-        "after merge_, lora_A must still be the same nn.Parameter (an optimizer holds it): zero it "
-        "in place instead of replacing it"
+    assert seen["lora_A_is_same"] and seen["lora_A_is_parameter"], _(
+        "after merge_, lora_A must still be the same nn.Parameter (an optimizer holds it): zero it in place "
+        "instead of replacing it"
     )
-    assert seen["lora_A_requires_grad"], "merge_ turned off lora_A's requires_grad: every parameter keeps its flag"
+    assert seen["lora_A_requires_grad"], _(
+        "merge_ turned off lora_A's requires_grad: every parameter keeps its flag")
     trainable = trainable_names(seen["merged_parameters"])
-    assert trainable == {"lora_A", "lora_B"}, (
-        f"after merge_ the trainable parameters are {sorted(trainable)}, expected exactly ['lora_A', "
-        "'lora_B']: fold the update into base.weight in place (add_), never replace it with a new "
-        "Parameter, and keep every requires_grad flag"
-    )
-    output(seen["reinit"], "the merged LoRALinear's forward output")
+    assert trainable == {"lora_A", "lora_B"}, _(
+        "after merge_ the trainable parameters are {names}, expected exactly ['lora_A', 'lora_B']: fold the "
+        "update into base.weight in place (add_), never replace it with a new Parameter, and keep every "
+        "requires_grad flag"
+    ).format(names=sorted(trainable))
+    output(seen["reinit"], _("the merged LoRALinear's forward output"))
     failed = seen["backward"]
-    assert failed is None, (
-        f"backward through the merged, re-initialized LoRALinear raised {failed and failed['type']}"
-        f"({failed and failed['message']})"
-    )
+    assert failed is None, _(
+        "backward through the merged, re-initialized LoRALinear raised {raised}({message})"
+    ).format(raised=failed and failed["type"], message=failed and failed["message"])
     grad = seen["lora_B_grad"]
-    assert grad is not None and bool(grad["value"].any()), (
+    assert grad is not None and bool(grad["value"].any()), _(
         "after merge and re-init the adapter must train again: lora_B got no gradient"
     )
 
@@ -1009,11 +1040,11 @@ def test_merge_wrapped_minigpt(observe: Observe, rng: np.random.Generator) -> No
     before, after = logits(seen["before"]), logits(seen["after"])
     diff = max_abs_diff(after, before)
     tol = wrapped_merge_tolerance(SMALL_GPT, int(WRAPPED_MERGE["r"]), before)
-    assert diff < tol, (
-        f"merging every LoRALinear of a MiniGPT changed its logits by {diff:.3g} (tolerance {tol:.3g}, "
-        "what float32 rounding through the model can explain): merge must add scaling * lora_B @ lora_A "
-        "to every base.weight, then zero lora_A and lora_B"
-    )
+    assert diff < tol, _(
+        "merging every LoRALinear of a MiniGPT changed its logits by {diff:.3g} (tolerance {tol:.3g}, what "
+        "float32 rounding through the model can explain): merge must add scaling * lora_B @ lora_A to every "
+        "base.weight, then zero lora_A and lora_B"
+    ).format(diff=diff, tol=tol)
 
 
 # ----------------------------------------------------------------------------- Block E
@@ -1034,7 +1065,7 @@ def loop_oracle(x: np.ndarray, y: np.ndarray, w_base: np.ndarray, a: np.ndarray,
                 lr: float, n_steps: int) -> np.ndarray:
     """The block E algorithm, written out plainly."""
     n = x.shape[0]
-    for _ in range(n_steps):
+    for _step in range(n_steps):
         g = (2.0 / n) * x.T @ (x @ (w_base + a @ b) - y)
         a, b = a - lr * (g @ b.T), b - lr * (a.T @ g)
     return np.concatenate([a.ravel(), b.ravel()])
@@ -1044,7 +1075,7 @@ def sequential_oracle(x: np.ndarray, y: np.ndarray, w_base: np.ndarray, a: np.nd
                       lr: float, n_steps: int, *, fresh_g: bool) -> np.ndarray:
     """The usual update-order mistake: b's gradient taken with the a of this step already updated."""
     n = x.shape[0]
-    for _ in range(n_steps):
+    for _step in range(n_steps):
         g = (2.0 / n) * x.T @ (x @ (w_base + a @ b) - y)
         a = a - lr * (g @ b.T)
         if fresh_g:
@@ -1059,29 +1090,29 @@ def training_diagnosis(out: np.ndarray, expected: np.ndarray, inputs: dict[str, 
     x, y, w_base, a0, b0 = inputs.values()
     d_in, r = a0.shape
     a_end, b_end = expected[: d_in * r].reshape(d_in, r), expected[d_in * r:].reshape(r, -1)
+    # i18n: {steps} is n_steps + 1 or n_steps - 1, the number of steps the student's loop ran
+    wrong_steps = _("that is the result of n_steps = {steps}; run exactly n_steps = {n_steps} (for _ in range(n_steps))")
     readings = [
         (loop_oracle(x, y, w_base, a0, b0, -lr, n_steps),
-         "the parameters moved along the gradient; subtract lr * gradient (descent, not ascent)"),
-        (loop_oracle(x, y, w_base, a0, b0, lr, n_steps + 1),
-         f"that is {n_steps + 1} steps; run exactly n_steps = {n_steps} (for _ in range(n_steps))"),
-        (loop_oracle(x, y, w_base, a0, b0, lr, n_steps - 1),
-         f"that is {n_steps - 1} steps; run exactly n_steps = {n_steps} (for _ in range(n_steps))"),
+         _("the parameters moved along the gradient; subtract lr * gradient (descent, not ascent)")),
+        (loop_oracle(x, y, w_base, a0, b0, lr, n_steps + 1), wrong_steps.format(steps=n_steps + 1, n_steps=n_steps)),
+        (loop_oracle(x, y, w_base, a0, b0, lr, n_steps - 1), wrong_steps.format(steps=n_steps - 1, n_steps=n_steps)),
         (sequential_oracle(x, y, w_base, a0, b0, lr, n_steps, fresh_g=True),
-         "grad_b was computed from the already updated a; compute grad_a and grad_b from the same "
-         "(a, b) before updating either"),
+         _("grad_b was computed from the already updated a; compute grad_a and grad_b from the same (a, b) "
+           "before updating either")),
         (sequential_oracle(x, y, w_base, a0, b0, lr, n_steps, fresh_g=False),
-         "b's update used the already updated a (a.T @ G with the new a); compute grad_a and grad_b "
-         "from the same (a, b) before updating either"),
+         _("b's update used the already updated a (a.T @ G with the new a); compute grad_a and grad_b from the "
+           "same (a, b) before updating either")),
         (np.concatenate([a_end.ravel(order="F"), b_end.ravel(order="F")]),
-         "a and b were flattened column by column; ravel() them in C order, row by row"),
+         _("a and b were flattened column by column; ravel() them in C order, row by row")),
         (np.concatenate([b_end.ravel(), a_end.ravel()]),
-         "b comes first; return np.concatenate([a.ravel(), b.ravel()]), a first"),
+         _("b comes first; return np.concatenate([a.ravel(), b.ravel()]), a first")),
     ]
     for candidate, cause in readings:
         if candidate.shape == out.shape and np.allclose(out, candidate, rtol=1e-9, atol=1e-12):
             return cause
-    return ("compute grad_a and grad_b from the same (a, b) before updating either, use "
-            "G = (2 / N) * x.T @ (x @ W - y), and return np.concatenate([a.ravel(), b.ravel()])")
+    return _("compute grad_a and grad_b from the same (a, b) before updating either, use "
+             "G = (2 / N) * x.T @ (x @ W - y), and return np.concatenate([a.ravel(), b.ravel()])")
 
 
 def regression_loss(x: np.ndarray, y: np.ndarray, w_base: np.ndarray, a: np.ndarray,
@@ -1090,18 +1121,19 @@ def regression_loss(x: np.ndarray, y: np.ndarray, w_base: np.ndarray, a: np.ndar
     return float(np.sum((x @ (w_base + a @ b) - y) ** 2) / x.shape[0])
 
 
-#: Scale factors (mine / autograd) that a gradient off by a constant usually shows, and their cause.
+#: Scale factors (mine / autograd) that a gradient off by a constant usually shows, and their cause
+#: (in the reader's language).
 _FACTOR_CAUSES: tuple[tuple[str, Callable[[int, int], float], str], ...] = (
     ("1/d_out", lambda n, d_out: 1 / d_out,
-     "did you average over the output dimension too? (np.mean over all N * d_out elements instead "
-     "of sum / N)"),
-    ("d_out", lambda n, d_out: d_out, "the gradient is multiplied by the output dimension"),
+     # i18n: why a gradient is off by a constant factor, after "(best scale factor mine/autograd = 0.2 = 1/d_out: "
+     _("did you average over the output dimension too? (np.mean over all N * d_out elements instead of sum / N)")),
+    ("d_out", lambda n, d_out: d_out, _("the gradient is multiplied by the output dimension")),
     ("1/N", lambda n, d_out: 1 / n,
-     "the gradient is divided by N once too often (or by N squared in all)"),
-    ("N", lambda n, d_out: n, "the division by N is missing: the loss is sum / N"),
-    ("1/2", lambda n, d_out: 0.5, "the 2 of the square's derivative is missing: d(e**2)/de = 2 e"),
-    ("2", lambda n, d_out: 2.0, "the gradient is doubled: the 2 of the square's derivative is counted twice"),
-    ("-1", lambda n, d_out: -1.0, "the sign is flipped: the residual is x @ W - y, not y - x @ W"),
+     _("the gradient is divided by N once too often (or by N squared in all)")),
+    ("N", lambda n, d_out: n, _("the division by N is missing: the loss is sum / N")),
+    ("1/2", lambda n, d_out: 0.5, _("the 2 of the square's derivative is missing: d(e**2)/de = 2 e")),
+    ("2", lambda n, d_out: 2.0, _("the gradient is doubled: the 2 of the square's derivative is counted twice")),
+    ("-1", lambda n, d_out: -1.0, _("the sign is flipped: the residual is x @ W - y, not y - x @ W")),
 )
 
 
@@ -1112,27 +1144,26 @@ def scale_factor_words(ratio: float, *, n: int, d_out: int) -> str:
     return ";".join(causes)
 
 
-#: What to do instead of changing the caller's arrays, per function of block E.
+#: What to do instead of changing the caller's arrays, per function of block E (in the reader's language).
 _IN_PLACE_HINTS = {
-    "train_lora_regression": "copy a0 and b0 (np.array(a0)) and update the copies with "
-                             "a = a - lr * grad_a, not a -= ... on the caller's array",
-    "lora_regression_grads": "build new arrays (W = w_base + a @ b, not w = w_base; w += a @ b, "
-                             "which adds into the caller's w_base)",
+    "train_lora_regression": _("copy a0 and b0 (np.array(a0)) and update the copies with a = a - lr * grad_a, not "
+                               "a -= ... on the caller's array"),
+    "lora_regression_grads": _("build new arrays (W = w_base + a @ b, not w = w_base; w += a @ b, which adds into "
+                               "the caller's w_base)"),
 }
 
 
 def assert_unmodified(arrays: dict[str, np.ndarray], copies: dict[str, np.ndarray], call: str) -> None:
     """Fail, naming them, when call changed any of its input arrays (copies: taken before it)."""
     changed = [k for k, v in arrays.items() if not np.array_equal(v, copies[k])]
-    assert not changed, (
-        f"{call} modified its inputs {changed} in place: the caller's arrays must stay as they "
-        f"were; {_IN_PLACE_HINTS[call]}"
-    )
+    assert not changed, _(
+        "{call} modified its inputs {changed} in place: the caller's arrays must stay as they were; {hint}"
+    ).format(call=call, changed=changed, hint=_IN_PLACE_HINTS[call])
 
 
 @block_e
 def test_regression_grads_match_autograd(observe: Observe, rng: np.random.Generator) -> None:
-    for _ in range(3):
+    for _attempt in range(3):
         x, y, w_base, a, b = regression_problem(rng)
         # The expectation on torch copies; the call under test gets copies of the arrays.
         ta = torch.tensor(a, requires_grad=True)
@@ -1145,58 +1176,61 @@ def test_regression_grads_match_autograd(observe: Observe, rng: np.random.Genera
         copies = {k: v.copy() for k, v in arrays.items()}
         seen = observe(scenarios.regression_grads, **arrays)
         assert_unmodified(seen["inputs"], copies, "lora_regression_grads")
-        loss = plain(seen["loss"], float, "the loss returned by lora_regression_grads")
-        grad_a = plain(seen["grad_a"], np.ndarray, "grad_a returned by lora_regression_grads")
-        grad_b = plain(seen["grad_b"], np.ndarray, "grad_b returned by lora_regression_grads")
-        assert np.shape(grad_a) == a.shape and np.shape(grad_b) == b.shape, (
-            f"grad_a {np.shape(grad_a)} / grad_b {np.shape(grad_b)} must have the shapes of a "
-            f"{a.shape} and b {b.shape}: grad_a = G @ b.T, grad_b = a.T @ G"
-        )
+        loss = plain(seen["loss"], float, _("the loss returned by lora_regression_grads"))
+        grad_a = plain(seen["grad_a"], np.ndarray, _("grad_a returned by lora_regression_grads"))
+        grad_b = plain(seen["grad_b"], np.ndarray, _("grad_b returned by lora_regression_grads"))
+        assert np.shape(grad_a) == a.shape and np.shape(grad_b) == b.shape, _(
+            "grad_a {grad_a} / grad_b {grad_b} must have the shapes of a {a} and b {b}: grad_a = G @ b.T, "
+            "grad_b = a.T @ G"
+        ).format(grad_a=np.shape(grad_a), grad_b=np.shape(grad_b), a=a.shape, b=b.shape)
         if loss != pytest.approx(expected_loss, rel=1e-10):
             mean = expected_loss / y.shape[1]
             pytest.fail(
-                f"loss {loss:.6g} != sum((x @ W - y)**2) / N = {expected_loss:.6g} with "
-                "W = w_base + a @ b: "
-                + (f"{loss:.6g} is the element-wise mean (np.mean over all N * d_out entries), "
-                   "d_out times smaller; block E's loss sums over outputs and divides by N only"
-                   if loss == pytest.approx(mean, rel=1e-6) else
-                   "compute the residual with the whole effective weight W = w_base + a @ b, square "
-                   "it, sum over every entry and divide by N (not by N * d_out: not the "
-                   "element-wise mean)"),
+                # i18n: {cause} is why the loss differs (one of the two messages that follow this one)
+                _("loss {loss:.6g} != sum((x @ W - y)**2) / N = {expected:.6g} with W = w_base + a @ b: {cause}").format(
+                    loss=loss, expected=expected_loss,
+                    cause=_("{loss:.6g} is the element-wise mean (np.mean over all N * d_out entries), d_out times "
+                            "smaller; block E's loss sums over outputs and divides by N only").format(loss=loss)
+                    if loss == pytest.approx(mean, rel=1e-6) else
+                    _("compute the residual with the whole effective weight W = w_base + a @ b, square it, sum over "
+                      "every entry and divide by N (not by N * d_out: not the element-wise mean)")),
                 pytrace=False,
             )
         for name, mine, ref in (("grad_a", grad_a, ta.grad), ("grad_b", grad_b, tb.grad)):
             assert ref is not None
             ratio = float(np.sum(mine * ref.numpy()) / np.sum(ref.numpy() ** 2))
             assert np.allclose(mine, ref.numpy(), rtol=1e-9, atol=1e-12), (
-                f"{name} differs from autograd's (best scale factor mine/autograd = {ratio:.4g}"
-                f"{scale_factor_words(ratio, n=x.shape[0], d_out=y.shape[1])}): "
-                "check G = (2 / N) * x.T @ (x @ W - y) with W = w_base + a @ b, then "
-                "grad_a = G @ b.T and grad_b = a.T @ G"
+                # i18n: {name} is grad_a or grad_b; "mine" is the student's gradient; {causes} is empty or
+                # " = 1/d_out: <why>" for a usual wrong factor
+                _("{name} differs from autograd's (best scale factor mine/autograd = {ratio:.4g}{causes}): check "
+                  "G = (2 / N) * x.T @ (x @ W - y) with W = w_base + a @ b, then grad_a = G @ b.T and "
+                  "grad_b = a.T @ G").format(name=name, ratio=ratio,
+                                             causes=scale_factor_words(ratio, n=x.shape[0], d_out=y.shape[1]))
             )
 
 
 @block_e
 def test_regression_train_matches_loop(observe: Observe, rng: np.random.Generator) -> None:
-    for _ in range(3):
+    for _attempt in range(3):
         x, y, w_base, a0, b0 = regression_problem(rng)
         n_steps = int(rng.integers(1, 20))
         expected = loop_oracle(x, y, w_base, a0, b0, 0.01, n_steps)  # the test's own, on its arrays
         arrays = {"x": x, "y": y, "w_base": w_base, "a0": a0, "b0": b0}
         copies = {k: v.copy() for k, v in arrays.items()}
         seen = observe(scenarios.regression_train, **arrays, lr=0.01, n_steps=n_steps)
-        out = plain(seen["out"], np.ndarray, "train_lora_regression's result")
+        out = plain(seen["out"], np.ndarray, _("train_lora_regression's result"))
         assert_unmodified(seen["inputs"], copies, "train_lora_regression")
-        assert out.shape == expected.shape, (
-            f"output shape {np.shape(out)}, expected (d_in*r + r*d_out,) = {expected.shape}: "
-            "return np.concatenate([a.ravel(), b.ravel()])"
-        )
-        assert out.dtype == np.float64, f"output dtype {out.dtype}, expected float64"
+        assert out.shape == expected.shape, _(
+            "output shape {shape}, expected (d_in*r + r*d_out,) = {expected}: return "
+            "np.concatenate([a.ravel(), b.ravel()])"
+        ).format(shape=np.shape(out), expected=expected.shape)
+        assert out.dtype == np.float64, _("output dtype {dtype}, expected float64").format(dtype=out.dtype)
         if not np.allclose(out, expected, rtol=1e-9, atol=1e-12):
             pytest.fail(
-                f"after {n_steps} steps the parameters differ from the block E algorithm by "
-                f"{float(np.abs(out - expected).max()):.3g}: "
-                + training_diagnosis(out, expected, copies, 0.01, n_steps),
+                # i18n: {diagnosis} is the most likely mistake and what to do (one of training_diagnosis')
+                _("with n_steps = {n_steps}, the parameters differ from the block E algorithm by {diff:.3g}: "
+                  "{diagnosis}").format(n_steps=n_steps, diff=float(np.abs(out - expected).max()),
+                                        diagnosis=training_diagnosis(out, expected, copies, 0.01, n_steps)),
                 pytrace=False,
             )
 
@@ -1208,13 +1242,13 @@ def test_regression_loss_decreases(observe: Observe, rng: np.random.Generator) -
     start = regression_loss(x, y, w_base, a0, b0)  # the test's own loss, on arrays it keeps
     seen = observe(scenarios.regression_train, x=x, y=y, w_base=w_base, a0=a0, b0=b0, lr=0.005,
                    n_steps=50)
-    out = plain(seen["out"], np.ndarray, "train_lora_regression's result")
+    out = plain(seen["out"], np.ndarray, _("train_lora_regression's result"))
     a, b = out[: d_in * r].reshape(d_in, r), out[d_in * r:].reshape(r, -1)
     end = regression_loss(x, y, w_base, a, b)
-    assert end < start, (
-        f"50 gradient-descent steps raised the loss from {start:.4g} to {end:.4g}: "
-        "subtract lr * gradient (descent, not ascent)"
-    )
+    assert end < start, _(
+        "50 gradient-descent steps raised the loss from {start:.4g} to {end:.4g}: subtract lr * gradient "
+        "(descent, not ascent)"
+    ).format(start=start, end=end)
 
 
 @block_e
@@ -1223,11 +1257,10 @@ def test_regression_zero_steps_and_zero_lr(observe: Observe, rng: np.random.Gene
     initial = np.concatenate([a0.ravel(), b0.ravel()])
     for kwargs in ({"lr": 0.01, "n_steps": 0}, {"lr": 0.0, "n_steps": 5}):
         seen = observe(scenarios.regression_train, x=x, y=y, w_base=w_base, a0=a0, b0=b0, **kwargs)
-        out = plain(seen["out"], np.ndarray, "train_lora_regression's result")
-        assert np.shape(out) == initial.shape and np.array_equal(out, initial), (
-            f"with {kwargs} the output must be np.concatenate([a0.ravel(), b0.ravel()]) unchanged "
-            "(a first, then b)"
-        )
+        out = plain(seen["out"], np.ndarray, _("train_lora_regression's result"))
+        assert np.shape(out) == initial.shape and np.array_equal(out, initial), _(
+            "with {kwargs} the output must be np.concatenate([a0.ravel(), b0.ravel()]) unchanged (a first, then b)"
+        ).format(kwargs=kwargs)
 
 
 @block_e
@@ -1269,8 +1302,8 @@ def test_regression_rejects_bad_input(observe: Observe, rng: np.random.Generator
                    n_steps=n_steps)
     expect_error(
         ValueError, seen["error"],
-        f"train_lora_regression with {shapes}, n_steps={n_steps}",
-        "check every shape against x (N, d_in), y (N, d_out), w_base (d_in, d_out), a0 (d_in, r), "
-        "b0 (r, d_out) before computing (NumPy broadcasting hides some mismatches), and "
-        "reject n_steps < 0",
+        # i18n: {shapes} lists the arrays' shapes: "x (4, 3), y (3, 2), w_base (3, 2), a0 (3, 5), b0 (5, 2)"
+        _("train_lora_regression with {shapes}, n_steps={n_steps}").format(shapes=shapes, n_steps=n_steps),
+        _("check every shape against x (N, d_in), y (N, d_out), w_base (d_in, d_out), a0 (d_in, r), b0 (r, d_out) "
+          "before computing (NumPy broadcasting hides some mismatches), and reject n_steps < 0"),
     )

@@ -80,13 +80,4 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[$EXTRA]"
 
 echo
-if [ "$EXTRA" = dev ]; then
-  echo "Set up for maintainers (.venv, with the docs and benchmark tooling). Next:"
-  echo "  bash tools/test.sh"
-else
-  echo "Set up (.venv). Next:"
-  echo "  source .venv/bin/activate"
-  echo "  pytest            # the graded tests (red until you fill in src/minituner/lora.py)"
-  echo "  check             # where you stand, block by block"
-  echo "  jupyter lab labs/ # the notebooks"
-fi
+.venv/bin/python -m labkit.core.nextsteps "$EXTRA"  # what to do next, in the user's language

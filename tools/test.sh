@@ -5,6 +5,8 @@
 # Extra arguments go to pytest, e.g. `bash tools/test.sh -k overlay`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The tests read the tools' messages in English (minituner.i18n); those about Spanish ask for it themselves.
+export LANGUAGE=en
 .venv/bin/mypy --strict tools/labkit
 .venv/bin/ruff check tools/labkit tests conftest.py
 exec .venv/bin/python -m pytest tools/tests "$@"

@@ -47,7 +47,9 @@ class LoRALinear(nn.Module):
 
     What __init__ must set up:
         self.base     the nn.Linear you were given, kept as a submodule (do not copy it)
-        self.r, self.alpha, self.scaling = alpha / r
+        self.r        r, the int you were given
+        self.alpha    alpha as a float (float(alpha))
+        self.scaling  alpha / r, a float (or a one-element buffer, see lora_state_dict)
         self.lora_A   nn.Parameter (r, in), nn.init.kaiming_uniform_(..., a=math.sqrt(5))
         self.lora_B   nn.Parameter (out, r), all zeros, so that at init the output is exactly base(x)
         both on base.weight's device and dtype; dropout on the LoRA branch's input only, and
@@ -73,8 +75,10 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., in_features) -> (..., out_features). Two thin matmuls; never form B @ A here.
 
-        For mypy --strict, self.base(x) is Any: give it its type first
-        (base_out: torch.Tensor = self.base(x)), or `return ...` is "Returning Any".
+        For mypy --strict, calling a module (self.base(x), self.dropout(x)) gives Any, and so
+        does any expression built from it: give both their type before you use them
+        (dropped: torch.Tensor = self.dropout(x); base_out: torch.Tensor = self.base(x)), or
+        `return ...` is "Returning Any". F.linear is typed: it returns a Tensor.
         """
         raise NotImplementedError("Block A: LoRALinear.forward is not implemented yet")
 
@@ -83,8 +87,9 @@ class LoRALinear(nn.Module):
 
             base.weight += scaling * (lora_B @ lora_A)      # (out, r) @ (r, in) = (out, in)
 
-        then zero lora_A and lora_B. Afterwards forward(x) equals the forward before the merge
-        within 1e-5, every parameter keeps its requires_grad flag, it works with
+        then zero lora_A and lora_B. Afterwards forward(x) equals the forward before the merge up
+        to float rounding: the largest difference is below 1e-5 * max(1, largest |output|) (the
+        lab's Block D has the rule). Every parameter keeps its requires_grad flag, it works with
         freeze_base=False, and re-initializing lora_A later must not break anything.
         """
         raise NotImplementedError("Block D: LoRALinear.merge_ is not implemented yet")
@@ -105,7 +110,8 @@ def wrap_minigpt_with_lora(
     Afterwards exactly the lora_A / lora_B parameters are trainable; everything else
     (embeddings, norms, lm_head, the wrapped bases) has requires_grad=False.
 
-    Raises ValueError if no nn.Linear matches, or if model already contains a LoRALinear.
+    Raises ValueError if no nn.Linear matches, if model already contains a LoRALinear, or if r,
+    alpha or dropout is one that LoRALinear rejects (checked before model is changed).
     """
     raise NotImplementedError("Block B: wrap_minigpt_with_lora is not implemented yet")
 

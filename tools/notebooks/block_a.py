@@ -14,24 +14,22 @@ This notebook runs **your** `LoRALinear` (from `src/minituner/lora.py`) and prin
 tests check: the output difference at init, the trainable parameters, where gradients flow, the
 freeze surviving `.to()`, `.train()` and `.eval()`, and dropout being off in eval mode.
 
-Until block A is written, the first cell that builds a `LoRALinear` fails with the
-`NotImplementedError` of your stub (in Jupyter, Run All stops there). nbval runs every cell, so it also fails the cells
-that depend on that one: read the first failure, which `check --notebooks` shows. When your outputs
-match the stored ones (`check --notebooks` reports no failure),
-your block A behaves like the reference.
+Until block A is written, the first cell that builds a `LoRALinear` stops with your stub's
+`NotImplementedError` (how nbval and `check --notebooks` report it: the lab text, section *The
+notebooks*). Once your outputs match the stored ones, your block A behaves like the reference.
 """,
         es="""
 # Bloque A — un LoRALinear que al principio no cambia nada
 
 Este notebook ejecuta **tu** `LoRALinear` (de `src/minituner/lora.py`) e imprime lo que comprueban
-los tests evaluables: la diferencia de salida en la inicialización, los parámetros entrenables, por
+los tests evaluables: la diferencia de salida al inicio, los parámetros entrenables, por
 dónde fluyen los gradientes, la congelación que sobrevive a `.to()`, `.train()` y `.eval()`, y el
 dropout apagado en modo eval.
 
-Mientras el bloque A no esté escrito, la primera celda que construye un `LoRALinear` falla con el
-`NotImplementedError` de tu esqueleto (en Jupyter, ejecutar todo se detiene ahí). nbval ejecuta todas las celdas, así que también da por fallidas
-las que dependen de esa: lee el primer fallo, que `check --notebooks` te muestra. Cuando tus salidas
-coinciden con las guardadas (`check --notebooks` no señala ningún fallo), tu bloque A se comporta como la referencia.
+Mientras el bloque A no esté escrito, la primera celda que construye un `LoRALinear` se detiene con
+el `NotImplementedError` de tu esqueleto (cómo lo señalan nbval y `check --notebooks`: en el texto
+del laboratorio, sección *Los notebooks*). Cuando tus salidas coincidan con las guardadas, tu bloque
+A se comporta como la referencia.
 """,
     ),
     code(
@@ -40,8 +38,10 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from minituner.i18n import translator
 from minituner.lora import LoRALinear
 
+say = translator("<lang>")  # what the cells below print, in this notebook's language
 _ = torch.manual_seed(0)  # the same numbers on every run
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and rounds alike on every machine
 """
@@ -66,9 +66,10 @@ base = nn.Linear(64, 48)
 lora = LoRALinear(base, r=8, alpha=16.0)
 print("lora_A", tuple(lora.lora_A.shape), " lora_B", tuple(lora.lora_B.shape))
 print("scaling = alpha / r =", lora.scaling)
-print("lora_B is all zeros:", bool((lora.lora_B == 0).all()))
+print(say("lora_B is all zeros:"), bool((lora.lora_B == 0).all()))
 bound = 1 / 64 ** 0.5
-print(f"lora_A within the kaiming bound 1/sqrt(in) = {bound:.4f}:", bool(lora.lora_A.abs().max() <= bound))
+print(say("lora_A within the kaiming bound 1/sqrt(in) = {bound:.4f}:").format(bound=bound),
+      bool(lora.lora_A.abs().max() <= bound))
 """,
         FIRST_CALL_TAG,
     ),
@@ -77,14 +78,15 @@ print(f"lora_A within the kaiming bound 1/sqrt(in) = {bound:.4f}:", bool(lora.lo
 ## Identity at init
 
 With `lora_B = 0` the update `lora_B @ lora_A` is exactly zero, so the output must equal `base(x)`
-bit for bit: the difference is `0.0`, not merely small. This is the first value for your `notes.md`.
+bit for bit: the difference is `0.0`, not merely small. It is `initial_output_diff`, the first line
+of your notes file.
 """,
         es="""
-## Identidad en la inicialización
+## Identidad al inicio
 
 Con `lora_B = 0` la actualización `lora_B @ lora_A` es exactamente cero, así que la salida debe ser
-igual a `base(x)` bit a bit: la diferencia es `0.0`, no solo pequeña. Es el primer valor de tu
-`notes.md`.
+igual a `base(x)` bit a bit: la diferencia es `0.0`, no solo pequeña. Es `initial_output_diff`, la
+primera línea de tu archivo de notas.
 """,
     ),
     code(
@@ -93,8 +95,8 @@ x = torch.randn(4, 10, 64)  # (batch, sequence, in_features): leading dimensions
 with torch.no_grad():
     out = lora(x)
     diff = (out - base(x)).abs().max().item()
-print("output shape", tuple(out.shape))
-print("max |LoRA(x) - base(x)| at init:", diff)
+print(say("output shape"), tuple(out.shape))
+print(say("max |LoRA(x) - base(x)| at init:"), diff)
 """
     ),
     md(
@@ -102,13 +104,13 @@ print("max |LoRA(x) - base(x)| at init:", diff)
 ## What is trainable
 
 Only the two factors: r · (in + out) numbers. For the lab's `nn.Linear(64, 64)` at r = 8 that is
-8 · (64 + 64) = 1024, the third value for your `notes.md`.
+8 · (64 + 64) = 1024: `trainable_params`, the fourth line of your notes file.
 """,
         es="""
 ## Qué es entrenable
 
 Solo los dos factores: r · (in + out) números. Para el `nn.Linear(64, 64)` del laboratorio con
-r = 8 son 8 · (64 + 64) = 1024, el tercer valor de tu `notes.md`.
+r = 8 son 8 · (64 + 64) = 1024: `trainable_params`, la cuarta línea de tu archivo de notas.
 """,
     ),
     code(
@@ -118,7 +120,7 @@ def describe(module):
         print(f"{name:12} {str(tuple(p.shape)):10} requires_grad={p.requires_grad}")
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     total = sum(p.numel() for p in module.parameters())
-    print(f"trainable {trainable} of {total}")
+    print(say("trainable {trainable} of {total}").format(trainable=trainable, total=total))
 
 describe(lora)
 print()
@@ -131,14 +133,18 @@ describe(LoRALinear(nn.Linear(64, 64), r=8))
 
 After one backward pass the frozen base has no gradient at all. `lora_B` gets one; `lora_A`'s
 gradient is exactly zero at this first step, because it is proportional to `lora_B`, which is
-still zero. From the second step on both factors learn.
+still zero. From the second step on both factors learn. Zero or not, both gradients exist (`.grad`
+is not `None`): the names printed with a gradient are `gradient_flow`, the second line of your notes
+file.
 """,
         es="""
 ## Adónde van los gradientes
 
 Tras una pasada hacia atrás la base congelada no tiene gradiente. `lora_B` sí lo recibe; el gradiente
 de `lora_A` es exactamente cero en este primer paso, porque es proporcional a `lora_B`, que todavía
-vale cero. A partir del segundo paso aprenden los dos factores.
+vale cero. A partir del segundo paso aprenden los dos factores. Valgan cero o no, los dos gradientes
+existen (`.grad` no es `None`): los nombres que se imprimen con gradiente son `gradient_flow`, la
+segunda línea de tu archivo de notas.
 """,
     ),
     code(
@@ -171,7 +177,8 @@ for label, step in [(".to(torch.float64)", lambda m: m.to(torch.float64)),
                     (".eval()", lambda m: m.eval())]:
     lora = step(lora)
     trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
-    print(f"after {label:20} trainable: {trainable}   dtype of lora_A: {lora.lora_A.dtype}")
+    print(say("after {label:20} trainable: {trainable}   dtype of lora_A: {dtype}").format(
+        label=label, trainable=trainable, dtype=lora.lora_A.dtype))
 """
     ),
     md(
@@ -196,11 +203,11 @@ layer = LoRALinear(nn.Linear(64, 48), r=8, dropout=0.25)
 x = torch.randn(16, 64)
 with torch.no_grad():
     layer.train()
-    print("train mode, lora_B = 0, max |out - base|:", (layer(x) - layer.base(x)).abs().max().item())
+    print(say("train mode, lora_B = 0, max |out - base|:"), (layer(x) - layer.base(x)).abs().max().item())
     layer.lora_B.normal_()
-    print("train mode, two passes equal:", torch.equal(layer(x), layer(x)))
+    print(say("train mode, two passes equal:"), torch.equal(layer(x), layer(x)))
     layer.eval()
-    print("eval mode,  two passes equal:", torch.equal(layer(x), layer(x)))
+    print(say("eval mode,  two passes equal:"), torch.equal(layer(x), layer(x)))
 """
     ),
     md(
@@ -225,14 +232,14 @@ ranks = [1, 2, 4, 8, 16, 32, 64]
 counts = [sum(p.numel() for p in LoRALinear(nn.Linear(64, 64), r=r).parameters() if p.requires_grad)
           for r in ranks]
 for r, n in zip(ranks, counts):
-    print(f"r={r:2}  trainable={n:5}  ({n / (64 * 64):.0%} of the 64x64 weight)")
+    print(say("r={r:2}  trainable={n:5}  ({share:.0%} of the 64x64 weight)").format(r=r, n=n, share=n / (64 * 64)))
 
 fig, ax = plt.subplots(figsize=(5, 3.2), dpi=80)
 ax.plot(ranks, counts, "o-", label="LoRA: r (in + out)")
-ax.axhline(64 * 64, color="gray", linestyle="--", label="full weight: in * out")
+ax.axhline(64 * 64, color="gray", linestyle="--", label=say("full weight: in * out"))
 ax.set_xscale("log", base=2)
-ax.set_xlabel("rank r")
-ax.set_ylabel("trainable parameters")
+ax.set_xlabel(say("rank r"))
+ax.set_ylabel(say("trainable parameters"))
 ax.set_title("nn.Linear(64, 64)")
 ax.legend()
 plt.tight_layout()

@@ -20,11 +20,9 @@ model; here a MiniGPT pre-trained for a few seconds stands in for it. It first l
 of a tiny text (a small town and its weather), then a LoRA adapter teaches it the other half
 (kitchen recipes) while its own weights stay frozen.
 
-Until block B is written, the first cell that calls `wrap_minigpt_with_lora` fails with the
-`NotImplementedError` of your stub (in Jupyter, Run All stops there). nbval runs every cell, so it also fails the cells
-that depend on that one: read the first failure, which `check --notebooks` shows. When your outputs
-match the stored ones (`check --notebooks` reports no failure),
-your block B behaves like the reference.
+Until block B is written, the first cell that calls `wrap_minigpt_with_lora` stops with your stub's
+`NotImplementedError` (how nbval and `check --notebooks` report it: the lab text, section *The
+notebooks*). Once your outputs match the stored ones, your block B behaves like the reference.
 """,
         es="""
 # Bloque B — envolver un MiniGPT completo
@@ -39,10 +37,10 @@ un modelo grande ya preentrenado; aquí hace ese papel un MiniGPT preentrenado d
 Primero aprende de una mitad de un texto diminuto (un pueblo y su clima) y después un adaptador LoRA
 le enseña la otra mitad (recetas de cocina) mientras sus propios pesos siguen congelados.
 
-Mientras el bloque B no esté escrito, la primera celda que llama a `wrap_minigpt_with_lora` falla
-con el `NotImplementedError` de tu esqueleto (en Jupyter, ejecutar todo se detiene ahí). nbval ejecuta todas las celdas, así que también da por fallidas
-las que dependen de esa: lee el primer fallo, que `check --notebooks` te muestra. Cuando tus salidas
-coinciden con las guardadas (`check --notebooks` no señala ningún fallo), tu bloque B se comporta como la referencia.
+Mientras el bloque B no esté escrito, la primera celda que llama a `wrap_minigpt_with_lora` se
+detiene con el `NotImplementedError` de tu esqueleto (cómo lo señalan nbval y `check --notebooks`:
+en el texto del laboratorio, sección *Los notebooks*). Cuando tus salidas coincidan con las
+guardadas, tu bloque B se comporta como la referencia.
 """,
     ),
     code(
@@ -53,9 +51,11 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from minituner.i18n import translator
 from minituner.lora import LoRALinear, wrap_minigpt_with_lora
 from minituner.model import MiniGPT
 
+say = translator("<lang>")  # what the cells below print, in this notebook's language
 _ = torch.manual_seed(0)  # the same numbers on every run
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and rounds alike on every machine
 """
@@ -90,9 +90,11 @@ cada etapa.
         """
 text = open("data/tiny.txt").read()
 town, kitchen = text.split("\\n\\n")
-print(f"{len(text)} characters, {len(set(text))} distinct, highest code {max(map(ord, text))}")
-print(f"town part: {len(town)} characters, kitchen part: {len(kitchen)} characters")
-print("the kitchen part starts:", repr(kitchen[:48]))
+print(say("{count} characters, {distinct} distinct, highest code {highest}").format(
+    count=len(text), distinct=len(set(text)), highest=max(map(ord, text))))
+print(say("town part: {town} characters, kitchen part: {kitchen} characters").format(
+    town=len(town), kitchen=len(kitchen)))
+print(say("the kitchen part starts:"), repr(kitchen[:48]))
 
 
 def encode(s):
@@ -103,8 +105,8 @@ town_ids, kitchen_ids = encode(town), encode(kitchen)
 T = 32  # block_size of the lab's MiniGPT
 
 
+# batch_size random windows of T characters (x) and the same windows shifted by one (y)
 def get_batch(ids, generator, batch_size=16):
-    \"\"\"batch_size random windows of T characters (x) and the same windows shifted by one (y).\"\"\"
     starts = torch.randint(len(ids) - T, (batch_size,), generator=generator)
     x = torch.stack([ids[s : s + T] for s in starts])
     y = torch.stack([ids[s + 1 : s + T + 1] for s in starts])
@@ -115,13 +117,13 @@ probe_gen = torch.Generator().manual_seed(1)
 probe = {"town": get_batch(town_ids, probe_gen, 64), "kitchen": get_batch(kitchen_ids, probe_gen, 64)}
 
 
+# The mean next-character loss on the fixed windows of each part, in eval mode.
 @torch.no_grad()
 def evaluate(model):
-    \"\"\"The mean next-character loss on the fixed windows of each part, in eval mode.\"\"\"
     model.eval()
     losses = {part: model(x, y)[1].item() for part, (x, y) in probe.items()}
     model.train()
-    return "   ".join(f"{part} {loss:.3f}" for part, loss in losses.items())
+    return say("town {town:.3f}   kitchen {kitchen:.3f}").format(**losses)
 """
     ),
     md(
@@ -146,8 +148,8 @@ ln 128 ≈ 4,85; fíjate también en la pérdida de la cocina, una parte que la 
     code(
         """
 model = MiniGPT()  # the lab config: vocab 128, block_size 32, 2 layers, 4 heads, n_embd 64
-print(f"MiniGPT: {sum(p.numel() for p in model.parameters())} parameters")
-print("random init:        ", evaluate(model))
+print(say("MiniGPT: {count} parameters").format(count=sum(p.numel() for p in model.parameters())))
+print(say("random init:         {losses}").format(losses=evaluate(model)))
 
 batches = torch.Generator().manual_seed(0)
 pretrain_losses = []
@@ -160,7 +162,7 @@ for step in range(100):
     optimizer.step()
     pretrain_losses.append(loss.item())
 optimizer.zero_grad()  # leave no gradients behind
-print("after pre-training: ", evaluate(model))
+print(say("after pre-training:  {losses}").format(losses=evaluate(model)))
 """
     ),
     md(
@@ -201,8 +203,8 @@ returned = wrap_minigpt_with_lora(model, r=8, alpha=16.0, dropout=0.0)
 with torch.no_grad():
     logits_after, _ = model(x_probe)
 model.train()
-print("wrap returned the same model object:", returned is model)
-print("max |logits after wrapping - logits before|:", (logits_after - logits_before).abs().max().item())
+print(say("wrap returned the same model object:"), returned is model)
+print(say("max |logits after wrapping - logits before|:"), (logits_after - logits_before).abs().max().item())
 """,
         FIRST_CALL_TAG,
     ),
@@ -228,14 +230,14 @@ también es un `nn.Linear`, pero no es un objetivo, así que se queda como estab
         """
 modules = dict(model.named_modules())
 wrapped = {name: modules[name] for name in sorted(modules) if isinstance(modules[name], LoRALinear)}
-print(f"{'layer':22} {'in':>4} {'out':>4} {'r':>2} {'r*(in+out)':>11} {'A + B sizes':>12}")
+print("{:22} {:>4} {:>4} {:>2} {:>11} {:>12}".format(say("layer"), "in", "out", "r", "r*(in+out)", say("A + B sizes")))
 for name, layer in wrapped.items():
     n_in, n_out = layer.base.in_features, layer.base.out_features
     counted = layer.lora_A.numel() + layer.lora_B.numel()
     print(f"{name:22} {n_in:4} {n_out:4} {layer.r:2} {layer.r * (n_in + n_out):11} {counted:12}")
-print(len(wrapped), "layers wrapped")
+print(say("{count} layers wrapped").format(count=len(wrapped)))
 unwrapped = [n for n in sorted(modules) if isinstance(modules[n], nn.Linear) and not n.endswith(".base")]
-print("nn.Linear layers left as they were:", unwrapped)
+print(say("nn.Linear layers left as they were:"), unwrapped)
 """
     ),
     md(
@@ -247,9 +249,13 @@ the blueprint (the graded test `test_freeze_wrap_minigpt_only_lora_trainable`; t
 `test_param_count_wrapped_minigpt`'s). Embeddings, layer norms, `lm_head` and the wrapped bases are
 all frozen.
 
-The trainable fraction is large here because the model is tiny and its embeddings and `lm_head` are
-a big share of it; on a model with billions of parameters the same recipe trains well under 1 %.
-Record the count and the fraction in your `notes.md` next to the block A values.
+Which total the fraction divides by matters. The first line below divides by the wrapped model's
+parameters, the adapter included; the theory page *Parameter count*
+divides by the model without its adapters, the parameters that full fine-tuning would train, and so
+gets a larger share. The fraction is large either way because the model is tiny and its embeddings
+and `lm_head` are a big share of it; on a model with billions of parameters the same recipe trains
+well under 1 %. (None of this goes into your notes file: its `trainable_params` is block A's single
+layer.)
 """,
         es="""
 ## Solo el adaptador es entrenable
@@ -259,9 +265,14 @@ invariante 2 de `BLUEPRINT.md` (el test evaluable `test_freeze_wrap_minigpt_only
 cuenta la comprueba `test_param_count_wrapped_minigpt`). Los embeddings, las normalizaciones de capa,
 `lm_head` y las bases envueltas están todos congelados.
 
-La fracción entrenable es grande aquí porque el modelo es diminuto y sus embeddings y su `lm_head`
-pesan mucho en él; en un modelo de miles de millones de parámetros la misma receta entrena bastante
-menos del 1 %. Anota la cuenta y la fracción en tu `notes.md`, junto a los valores del bloque A.
+Importa entre qué total se divide la fracción. La primera línea de abajo divide entre los parámetros
+del modelo envuelto, adaptador incluido; la página de teoría
+*Número de parámetros* divide entre el modelo sin sus
+adaptadores, los parámetros que entrenaría el ajuste fino completo, y obtiene así una parte mayor. La
+fracción es grande en los dos casos porque el modelo es diminuto y sus embeddings y su `lm_head` pesan
+mucho en él; en un modelo de miles de millones de parámetros la misma receta entrena bastante menos
+del 1 %. (Nada de esto va a tu archivo de notas: su `trainable_params` es la capa suelta del
+bloque A.)
 """,
     ),
     code(
@@ -270,10 +281,15 @@ params = dict(model.named_parameters())
 trainable = {name: params[name] for name in sorted(params) if params[name].requires_grad}
 n_trainable = sum(p.numel() for p in trainable.values())
 n_total = sum(p.numel() for p in params.values())
-print(f"trainable: {n_trainable} of {n_total} parameters ({n_trainable / n_total:.1%})")
-print("sum of r*(in+out) over the table:", sum(m.r * (m.base.in_features + m.base.out_features)
-                                            for m in wrapped.values()))
-print(len(trainable), "trainable tensors, all named", sorted({n.rpartition(".")[2] for n in trainable}))
+print(say("trainable: {trainable} of {total} parameters of the wrapped model ({share:.1%})").format(
+    trainable=n_trainable, total=n_total, share=n_trainable / n_total))
+n_base = n_total - n_trainable  # the model without its adapters
+print(say("the same {trainable} against the {base} parameters without the adapters: {share:.2%}").format(
+    trainable=n_trainable, base=n_base, share=n_trainable / n_base))
+print(say("sum of r*(in+out) over the table:"), sum(m.r * (m.base.in_features + m.base.out_features)
+                                                 for m in wrapped.values()))
+print(say("{count} trainable tensors, all named {names}").format(
+    count=len(trainable), names=sorted({n.rpartition(".")[2] for n in trainable})))
 for name in ["tok_emb.weight", "blocks.0.ln_1.weight", "blocks.0.attn.q_proj.base.weight", "lm_head.weight"]:
     print(f"{name:34} requires_grad={params[name].requires_grad}")
 """
@@ -294,7 +310,7 @@ zero, so the run starts exactly from the pre-trained model.
 
 El optimizador recibe solo los tensores entrenables. Antes de entrenar, cada `lora_A` se vuelve a
 sortear con la misma distribución kaiming uniforme, en orden de nombre y con una semilla fija: así
-los números de abajo no dependen del orden en que tu envoltorio creó las capas. Cada `lora_B` sigue
+los números de abajo no dependen del orden en que tu `wrap_minigpt_with_lora` creó las capas. Cada `lora_B` sigue
 en cero, así que la ejecución parte exactamente del modelo preentrenado.
 
 100 pasos de AdamW sobre ventanas aleatorias de la parte de cocina, imprimiendo la pérdida del lote
@@ -307,7 +323,7 @@ _ = torch.manual_seed(1)
 with torch.no_grad():
     for layer in wrapped.values():
         nn.init.kaiming_uniform_(layer.lora_A, a=math.sqrt(5))
-print("before LoRA:", evaluate(model))
+print(say("before LoRA: {losses}").format(losses=evaluate(model)))
 
 lora_losses = []
 optimizer = torch.optim.AdamW(list(trainable.values()), lr=1e-2)
@@ -319,8 +335,8 @@ for step in range(100):
     optimizer.step()
     lora_losses.append(loss.item())
     if step % 20 == 0 or step == 99:
-        print(f"step {step:3}  batch loss {loss.item():.3f}")
-print("after LoRA: ", evaluate(model))
+        print(say("step {step:3}  batch loss {loss:.3f}").format(step=step, loss=loss.item()))
+print(say("after LoRA:  {losses}").format(losses=evaluate(model)))
 """
     ),
     md(
@@ -342,12 +358,12 @@ texto, no de modelo: justo después de envolver, el modelo sigue siendo exactame
     code(
         """
 fig, ax = plt.subplots(figsize=(5, 3.2), dpi=80)
-ax.plot(range(100), pretrain_losses, label="full training, town")
-ax.plot(range(100, 200), lora_losses, label="LoRA only, kitchen")
+ax.plot(range(100), pretrain_losses, label=say("full training, town"))
+ax.plot(range(100, 200), lora_losses, label=say("LoRA only, kitchen"))
 ax.axvline(100, color="gray", linestyle="--")
-ax.set_xlabel("step")
-ax.set_ylabel("batch loss")
-ax.set_title("MiniGPT on tiny.txt")
+ax.set_xlabel(say("step"))
+ax.set_ylabel(say("batch loss"))
+ax.set_title(say("MiniGPT on tiny.txt"))
 ax.legend()
 plt.tight_layout()
 plt.show()
@@ -384,16 +400,17 @@ lo que hace que los adaptadores sean baratos de intercambiar.
 now = {name.replace(".base.", "."): t for name, t in model.state_dict().items()}
 change = max((now[name] - before).abs().max().item() for name, before in base_before.items())
 n_numbers = sum(t.numel() for t in base_before.values())
-print(f"{len(base_before)} base tensors ({n_numbers} numbers): max |change| = {change}")
+print(say("{tensors} base tensors ({numbers} numbers): max |change| = {change}").format(
+    tensors=len(base_before), numbers=n_numbers, change=change))
 with_grad = [name for name, p in params.items() if not p.requires_grad and p.grad is not None]
-print("frozen parameters holding a gradient:", len(with_grad))
+print(say("frozen parameters holding a gradient:"), len(with_grad))
 moved = [name for name, p in trainable.items() if name.endswith("lora_B") and p.abs().max().item() > 0]
-print(f"lora_B tensors no longer zero: {len(moved)} of {len(wrapped)}")
+print(say("lora_B tensors no longer zero: {moved} of {wrapped}").format(moved=len(moved), wrapped=len(wrapped)))
 
 plain = MiniGPT()
 plain.load_state_dict({name: now[name] for name in plain.state_dict()})
-print("with the adapter:      ", evaluate(model))
-print("base alone, taken out: ", evaluate(plain))
+print(say("with the adapter:       {losses}").format(losses=evaluate(model)))
+print(say("base alone, taken out:  {losses}").format(losses=evaluate(plain)))
 """
     ),
 ]

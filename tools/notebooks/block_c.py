@@ -17,11 +17,9 @@ dict, how small it is, that it comes back exactly (into the same model and into 
 that a bad adapter is rejected without touching the model.
 
 Until blocks B and C are written, the first cell that wraps a model (or, after block B, the first
-that calls your block C functions) fails with the
-`NotImplementedError` of your stub (in Jupyter, Run All stops there). nbval runs every cell, so it
-also fails the cells that depend on that one: read the first failure, which `check --notebooks`
-shows. When your outputs match the stored ones (`check --notebooks` reports no failure), your
-block C behaves like the reference.
+that calls your block C functions) stops with your stub's `NotImplementedError` (how nbval and
+`check --notebooks` report it: the lab text, section *The notebooks*). Once your outputs match the
+stored ones, your block C behaves like the reference.
 """,
         es="""
 # Bloque C — guardar y cargar un adaptador
@@ -33,10 +31,10 @@ state dict del adaptador, lo pequeño que es, que vuelve exactamente igual (al m
 nuevo) y que un adaptador defectuoso se rechaza sin tocar el modelo.
 
 Mientras los bloques B y C no estén escritos, la primera celda que envuelve un modelo (o, una vez
-hecho el bloque B, la primera que llama a tus funciones del bloque C) falla con el
-`NotImplementedError` de tu esqueleto (en Jupyter, ejecutar todo se detiene ahí). nbval ejecuta todas las celdas, así que también da por fallidas
-las que dependen de esa: lee el primer fallo, que `check --notebooks` te muestra. Cuando tus salidas
-coinciden con las guardadas (`check --notebooks` no señala ningún fallo), tu bloque C se comporta como la referencia.
+hecho el bloque B, la primera que llama a tus funciones del bloque C) se detiene con el
+`NotImplementedError` de tu esqueleto (cómo lo señalan nbval y `check --notebooks`: en el texto del
+laboratorio, sección *Los notebooks*). Cuando tus salidas coincidan con las guardadas, tu bloque C
+se comporta como la referencia.
 """,
     ),
     code(
@@ -45,9 +43,11 @@ import io
 
 import torch
 
+from minituner.i18n import translator
 from minituner.lora import load_lora_state_dict, lora_state_dict, wrap_minigpt_with_lora
 from minituner.model import MiniGPT
 
+say = translator("<lang>")  # what the cells below print, in this notebook's language
 _ = torch.manual_seed(0)  # the same numbers on every run
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and rounds alike on every machine
 """
@@ -74,13 +74,13 @@ idénticas: un sustituto de «el mismo punto de control preentrenado, cargado do
 Entrenar un adaptador es cosa del bloque B; aquí `randomize_adapter` se limita a llenar cada
 `lora_A` y `lora_B` de números aleatorios, en orden de nombre y con una semilla fija, para que el
 adaptador no sea cero de ninguna manera. Todas las comparaciones se hacen en modo eval sobre un lote
-fijo de ids de tokens.
+fijo de identificadores de token.
 """,
     ),
     code(
         """
+# A lab-config MiniGPT whose base weights depend only on seed, wrapped with LoRA (r=8).
 def build(seed):
-    \"\"\"A lab-config MiniGPT whose base weights depend only on seed, wrapped with LoRA (r=8).\"\"\"
     torch.manual_seed(seed)
     return wrap_minigpt_with_lora(MiniGPT(), r=8, alpha=16.0).eval()
 
@@ -89,8 +89,8 @@ def is_lora(name):
     return name.endswith(("lora_A", "lora_B"))
 
 
+# Random values in every lora_A / lora_B, drawn in name order: a stand-in for training.
 def randomize_adapter(model, seed):
-    \"\"\"Random values in every lora_A / lora_B, drawn in name order: a stand-in for training.\"\"\"
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
@@ -132,7 +132,7 @@ model = build(seed=0)
 base_logits = logits(model)
 randomize_adapter(model, seed=10)
 adapted = logits(model)
-print(f"the adapter moves the logits by up to {max_diff(adapted, base_logits):.3f}")
+print(say("the adapter moves the logits by up to {diff:.3f}").format(diff=max_diff(adapted, base_logits)))
 """,
         FIRST_CALL_TAG,
     ),
@@ -159,13 +159,13 @@ entrenando el modelo no pueda cambiar un adaptador guardado a tus espaldas (el t
         """
 state = lora_state_dict(model)
 params = dict(model.named_parameters())
-print(len(state), "tensors, the first ones:")
+print(say("{count} tensors, the first ones:").format(count=len(state)))
 for name in sorted(state)[:4]:
     print(f"  {name:28} {str(tuple(state[name].shape)):9} {state[name].dtype}")
-print("keys are exactly the lora_A / lora_B parameters:", set(state) == {n for n in params if is_lora(n)})
-print("values equal the parameters:", all(torch.equal(t, params[n].detach()) for n, t in state.items()))
-print("detached (requires_grad=False):", not any(t.requires_grad for t in state.values()))
-print("no memory shared with the model:", all(t.data_ptr() != params[n].data_ptr() for n, t in state.items()))
+print(say("keys are exactly the lora_A / lora_B parameters:"), set(state) == {n for n in params if is_lora(n)})
+print(say("values equal the parameters:"), all(torch.equal(t, params[n].detach()) for n, t in state.items()))
+print(say("detached (requires_grad=False):"), not any(t.requires_grad for t in state.values()))
+print(say("no memory shared with the model:"), all(t.data_ptr() != params[n].data_ptr() for n, t in state.items()))
 """
     ),
     md(
@@ -200,9 +200,10 @@ full = model.state_dict()
 n_adapter = sum(t.numel() for t in state.values())
 n_full = sum(t.numel() for t in full.values())
 adapter_bytes, full_bytes = saved_bytes(state), saved_bytes(full)
-for label, n, size in [("adapter", n_adapter, adapter_bytes), ("full checkpoint", n_full, full_bytes)]:
-    print(f"{label:16} {n:6} numbers, {4 * n:6} bytes of float32, saved: {size / 1024:.0f} KiB")
-print(f"the adapter file is {adapter_bytes / full_bytes:.0%} of the full checkpoint")
+for label, n, size in [(say("adapter"), n_adapter, adapter_bytes), (say("full checkpoint"), n_full, full_bytes)]:
+    print(say("{label:16} {n:6} numbers, {nbytes:6} bytes of float32, saved: {kib:.0f} KiB").format(
+        label=label, n=n, nbytes=4 * n, kib=size / 1024))
+print(say("the adapter file is {share:.0%} of the full checkpoint").format(share=adapter_bytes / full_bytes))
 """
     ),
     md(
@@ -213,7 +214,7 @@ The adapter goes through `torch.save` and `torch.load` (with `weights_only=True`
 load tensors). Then the model's adapter is overwritten, as if training had gone on or another
 adapter had been tried, and the saved one is loaded back. The logits must be those of the saved
 adapter again: invariant 4 of the blueprint allows 1e-5, and since the same numbers go into the same
-computation the difference is in fact `0.0`. Record this value in your `notes.md`.
+computation the difference is in fact `0.0`. (This is not a value of your notes file.)
 
 Two more things the graded test `test_roundtrip_same_model` holds you to: the load copies the
 values **into** the existing parameters (an optimizer holds references to them), and it leaves the
@@ -226,8 +227,8 @@ El adaptador pasa por `torch.save` y `torch.load` (con `weights_only=True`, la f
 tensores). Después se sobrescribe el adaptador del modelo, como si el entrenamiento hubiera
 continuado o se hubiera probado otro adaptador, y se vuelve a cargar el guardado. Los logits deben
 volver a ser los del adaptador guardado: el invariante 4 de `BLUEPRINT.md` admite 1e-5, y como entran
-los mismos números en el mismo cálculo la diferencia es de hecho `0.0`. Anota este valor en tu
-`notes.md`.
+los mismos números en el mismo cálculo la diferencia es de hecho `0.0`. (No es uno de los valores
+de tu archivo de notas.)
 
 Hay dos cosas más que exige el test evaluable `test_roundtrip_same_model`: la carga copia los
 valores **dentro** de los parámetros existentes (un optimizador guarda referencias a ellos) y no toca
@@ -242,12 +243,12 @@ buffer.seek(0)
 loaded = torch.load(buffer, weights_only=True)
 
 randomize_adapter(model, seed=11)  # training went on, or another adapter was tried
-print(f"with another adapter, the logits differ by {max_diff(logits(model), adapted):.3f}")
+print(say("with another adapter, the logits differ by {diff:.3f}").format(diff=max_diff(logits(model), adapted)))
 load_lora_state_dict(model, loaded)
-print("after loading the saved one, max |difference|:", max_diff(logits(model), adapted))
-print("the same Parameter objects as before:", all(p is params[n] for n, p in model.named_parameters()))
+print(say("after loading the saved one, max |difference|:"), max_diff(logits(model), adapted))
+print(say("the same Parameter objects as before:"), all(p is params[n] for n, p in model.named_parameters()))
 trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-print("trainable afterwards: exactly the adapter:", trainable == set(state))
+print(say("trainable afterwards: exactly the adapter:"), trainable == set(state))
 """
     ),
     md(
@@ -279,13 +280,13 @@ adaptador.
     code(
         """
 fresh = build(seed=0)  # the same base weights as model
-print("fresh model, before loading: max |logits - base logits|:", max_diff(logits(fresh), base_logits))
+print(say("fresh model, before loading: max |logits - base logits|:"), max_diff(logits(fresh), base_logits))
 load_lora_state_dict(fresh, loaded)
-print("fresh model, after loading: max |logits - adapted logits|:", max_diff(logits(fresh), adapted))
+print(say("fresh model, after loading: max |logits - adapted logits|:"), max_diff(logits(fresh), adapted))
 
-other = build(seed=1)  # another base
+other = build(seed=1)  # another base, with other weights
 load_lora_state_dict(other, loaded)
-print(f"another base with the same adapter differs by {max_diff(logits(other), adapted):.3f}")
+print(say("another base with the same adapter differs by {diff:.3f}").format(diff=max_diff(logits(other), adapted)))
 """
     ),
     md(
@@ -319,15 +320,15 @@ claves culpables y si el modelo quedó intacto.
     ),
     code(
         """
-a_name, b_name = sorted(loaded)[:2]  # blocks.0.attn.k_proj.lora_A and .lora_B
+a_name, b_name = sorted(loaded)[:2]  # the first two keys: blocks.0.attn.k_proj.lora_A and .lora_B
 without_a = {n: t for n, t in loaded.items() if n != a_name}
 cases = {
-    "missing key": (without_a, [a_name]),
-    "unexpected key": ({**loaded, "lm_head.weight": model.lm_head.weight.detach().clone()},
-                       ["lm_head.weight"]),
-    "transposed lora_A": ({**loaded, a_name: loaded[a_name].T.contiguous()}, [a_name]),
-    "lora_B of shape (1, r)": ({**loaded, b_name: loaded[b_name][:1].clone()}, [b_name]),
-    "several at once": (
+    say("missing key"): (without_a, [a_name]),
+    say("unexpected key"): ({**loaded, "lm_head.weight": model.lm_head.weight.detach().clone()},
+                            ["lm_head.weight"]),
+    say("transposed lora_A"): ({**loaded, a_name: loaded[a_name].T.contiguous()}, [a_name]),
+    say("lora_B of shape (1, r)"): ({**loaded, b_name: loaded[b_name][:1].clone()}, [b_name]),
+    say("several at once"): (
         {**without_a, b_name: loaded[b_name][:1].clone(), "lm_head.weight": torch.zeros(128, 64)},
         [a_name, b_name, "lm_head.weight"],
     ),
@@ -335,7 +336,7 @@ cases = {
 
 snapshot = {n: t.clone() for n, t in model.state_dict().items()}
 messages = {}
-print(f"{'bad state':24} {'ValueError':>10} {'names the keys':>15} {'model unchanged':>16}")
+print("{:24} {:>10} {:>15} {:>16}".format(say("bad state"), "ValueError", say("names the keys"), say("model unchanged")))
 for case, (bad, keys) in cases.items():
     try:
         load_lora_state_dict(model, bad)
@@ -346,7 +347,7 @@ for case, (bad, keys) in cases.items():
     named = raised and all(k in messages[case] for k in keys)
     unchanged = all(torch.equal(t, snapshot[n]) for n, t in model.state_dict().items())
     print(f"{case:24} {raised!s:>10} {named!s:>15} {unchanged!s:>16}")
-print("logits still those of the saved adapter, max |difference|:", max_diff(logits(model), adapted))
+print(say("logits still those of the saved adapter, max |difference|:"), max_diff(logits(model), adapted))
 """
     ),
     md(
@@ -363,7 +364,8 @@ table above: a `ValueError` that names the keys. Write messages a tired colleagu
 Los mensajes de la solución de referencia, un problema por línea. Tu redacción puede ser otra,
 así que la salida de esta celda no la compara nbval (por su etiqueta
 `nbval-ignore-output`); lo que cuenta es la tabla de arriba: un `ValueError` que nombra las claves.
-Escribe mensajes con los que una colega cansada pueda actuar.
+Escribe mensajes que digan qué está mal y qué hacer, de modo que quien los lea al final de un día
+largo sepa arreglarlo a la primera.
 """,
     ),
     code(
@@ -371,7 +373,7 @@ Escribe mensajes con los que una colega cansada pueda actuar.
 for case, message in messages.items():
     print(f"{case}:")
     if message is None:
-        print("  (no ValueError was raised)")
+        print("  " + say("(no ValueError was raised)"))
         continue
     for part in message.split("; ")[:4]:  # one problem per line
         print("  " + (part if len(part) <= 150 else part[:147] + "..."))

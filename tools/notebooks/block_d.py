@@ -17,10 +17,10 @@ and after the merge agree up to float rounding, both factors are zero afterwards
 `requires_grad` flag changed, a second merge does nothing, and a fresh adapter can start on top of
 the merged weight. Last, it merges every adapter of a wrapped MiniGPT.
 
-Until block A is written, the first cell that builds a `LoRALinear` fails with the
-`NotImplementedError` of your stub (in Jupyter, Run All stops there); until block D is, the first cell that calls `merge_` does. nbval runs every cell, so it also fails the cells
-that depend on that one: read the first failure, which `check --notebooks` shows. When your outputs
-match the stored ones (`check --notebooks` reports no failure), your block D behaves like the reference.
+Until block A is written, the first cell that builds a `LoRALinear` stops with your stub's
+`NotImplementedError`; until block D is, the first cell that calls `merge_` does (how nbval and
+`check --notebooks` report it: the lab text, section *The notebooks*). Once your outputs match the
+stored ones, your block D behaves like the reference.
 """,
         es="""
 # Bloque D — fusionar un adaptador con su base
@@ -33,12 +33,11 @@ redondeo en coma flotante, los dos factores valen cero al terminar, ningún indi
 `requires_grad` ha cambiado, una segunda fusión no hace nada y un adaptador nuevo puede empezar
 encima del peso fusionado. Por último, fusiona todos los adaptadores de un MiniGPT envuelto.
 
-Mientras el bloque A no esté escrito, la primera celda que construye un `LoRALinear` falla con el
-`NotImplementedError` de tu esqueleto (en Jupyter, ejecutar todo se detiene ahí); mientras no lo esté el bloque D, falla la primera que
-llama a `merge_`. nbval ejecuta todas las celdas, así que también da por fallidas
-las que dependen de esa: lee el primer fallo, que `check --notebooks` te muestra. Cuando tus salidas
-coinciden con las guardadas (`check --notebooks` no señala ningún fallo), tu bloque D se
-comporta como la referencia.
+Mientras el bloque A no esté escrito, la primera celda que construye un `LoRALinear` se detiene con
+el `NotImplementedError` de tu esqueleto; mientras no lo esté el bloque D, se detiene la primera que
+llama a `merge_` (cómo lo señalan nbval y `check --notebooks`: en el texto del laboratorio, sección
+*Los notebooks*). Cuando tus salidas coincidan con las guardadas, tu bloque D se comporta como la
+referencia.
 """,
     ),
     code(
@@ -49,9 +48,11 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from minituner.i18n import translator
 from minituner.lora import LoRALinear, wrap_minigpt_with_lora
 from minituner.model import MiniGPT
 
+say = translator("<lang>")  # what the cells below print, in this notebook's language
 _ = torch.manual_seed(0)  # the same numbers on every run
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and rounds alike on every machine
 """
@@ -85,8 +86,8 @@ with torch.no_grad():
     y_train = x_train @ (base.weight + delta).T + base.bias  # what the adapted layer should output
 
 true_sv = torch.linalg.svdvals(delta.double())
-print("singular values of delta, the first 4:", [round(s, 3) for s in true_sv[:4].tolist()])
-print("rank of delta:", torch.linalg.matrix_rank(delta).item())
+print(say("singular values of delta, the first 4:"), [round(s, 3) for s in true_sv[:4].tolist()])
+print(say("rank of delta:"), torch.linalg.matrix_rank(delta).item())
 """
     ),
     md(
@@ -119,10 +120,10 @@ for step in range(80):
     loss.backward()
     optimizer.step()
     if step % 20 == 0:
-        print(f"step {step:2}  loss {loss.item():.4g}")
+        print(say("step {step:2}  loss {loss:.4g}").format(step=step, loss=loss.item()))
 optimizer.zero_grad(set_to_none=True)  # leave no gradients behind
 with torch.no_grad():
-    print(f"after 80 steps  loss {(lora(x_train) - y_train).pow(2).mean().item():.4g}")
+    print(say("after 80 steps  loss {loss:.4g}").format(loss=(lora(x_train) - y_train).pow(2).mean().item()))
 """,
         FIRST_CALL_TAG,
     ),
@@ -136,8 +137,9 @@ Whatever the training did, the update is `scaling * lora_B @ lora_A`, a (48, r) 
 formed here in float64, so the "zero" singular values sit at float64 rounding, around 1e-15; the
 log scale makes the cliff visible.
 
-This is also why `merge_` loses nothing: the update is an ordinary (out, in) matrix that can be
-added to `base.weight`.
+The low rank is not what lets `merge_` lose nothing: any (out, in) matrix can be added to
+`base.weight`, whatever its rank. What the low rank buys is size: the adapter stores this update
+as r · (in + out) = 448 numbers instead of in · out = 3072 (the counts printed further down).
 """,
         es="""
 ## La actualización aprendida tiene rango como mucho r
@@ -148,25 +150,28 @@ cuatro muy parecidos a los de `delta` (el adaptador encontró el cambio que deb�
 precipicio. Aquí el producto se forma en float64, así que los valores singulares «nulos» quedan al
 nivel del redondeo de float64, en torno a 1e-15; la escala logarítmica hace visible el precipicio.
 
-Por eso también `merge_` no pierde nada: la actualización es una matriz (out, in) normal que se puede
-sumar a `base.weight`.
+No es el rango bajo lo que permite a `merge_` no perder nada: cualquier matriz (out, in) se puede
+sumar a `base.weight`, sea cual sea su rango. Lo que aporta el rango bajo es el tamaño: el adaptador
+guarda esta actualización como r · (in + out) = 448 números en lugar de in · out = 3072 (las cuentas
+que se imprimen más abajo).
 """,
     ),
     code(
         """
 with torch.no_grad():
-    update = lora.scaling * lora.lora_B.double() @ lora.lora_A.double()  # (48, 64)
+    update = lora.scaling * lora.lora_B.double() @ lora.lora_A.double()  # a (48, 64) matrix, in float64
 learned_sv = torch.linalg.svdvals(update)
-print("update shape:", tuple(update.shape))
-print("learned singular values, the first 4:", [round(s, 3) for s in learned_sv[:4].tolist()])
-print(f"largest of the other {len(learned_sv) - 4}: {learned_sv[4:].max().item():.2e}")
+print(say("update shape:"), tuple(update.shape))
+print(say("learned singular values, the first 4:"), [round(s, 3) for s in learned_sv[:4].tolist()])
+print(say("largest of the other {count}: {largest:.2e}").format(count=len(learned_sv) - 4,
+                                                                largest=learned_sv[4:].max().item()))
 
 fig, ax = plt.subplots(figsize=(5, 3.2), dpi=80)
-ax.semilogy(range(1, 49), learned_sv.numpy(), "o", markersize=4, label="learned update")
-ax.semilogy(range(1, 5), true_sv[:4].numpy(), "x", color="black", label="delta (first 4)")
+ax.semilogy(range(1, 49), learned_sv.numpy(), "o", markersize=4, label=say("learned update"))
+ax.semilogy(range(1, 5), true_sv[:4].numpy(), "x", color="black", label=say("delta (first 4)"))
 ax.axvline(4.5, color="gray", linestyle="--")
-ax.set_xlabel("index")
-ax.set_ylabel("singular value")
+ax.set_xlabel(say("index"))
+ax.set_ylabel(say("singular value"))
 ax.set_title("scaling * lora_B @ lora_A, r = 4")
 ax.legend()
 plt.tight_layout()
@@ -181,7 +186,8 @@ plt.show()
 must compute the same function as before, but now through its base alone. The outputs are not
 bit-identical: `(W + ΔW) x` and `W x + ΔW x` round differently in float32. The difference is at the
 level of float rounding, well below 1e-5: invariant 3 of the blueprint (the graded
-`test_merge_equivalence`), and the third value for your `notes.md` (`merge_diff`).
+`test_merge_equivalence`). Measured on the lab's `nn.Linear(64, 64)` at r = 8, it is `merge_diff`,
+the third line of your notes file.
 
 `merge_` must also leave every `requires_grad` flag as it found it: the base stays frozen, the
 factors stay trainable.
@@ -193,8 +199,8 @@ factors stay trainable.
 La capa debe calcular la misma función que antes, pero ahora solo a través de su base. Las salidas no
 son idénticas bit a bit: `(W + ΔW) x` y `W x + ΔW x` redondean de forma distinta en float32. La
 diferencia está al nivel del redondeo en coma flotante, muy por debajo de 1e-5: es el invariante 3
-de `BLUEPRINT.md` (el test evaluable `test_merge_equivalence`) y el tercer valor de tu `notes.md`
-(`merge_diff`).
+de `BLUEPRINT.md` (el test evaluable `test_merge_equivalence`). Medida sobre el `nn.Linear(64, 64)`
+del laboratorio con r = 8, es `merge_diff`, la tercera línea de tu archivo de notas.
 
 `merge_` también debe dejar cada indicador `requires_grad` como estaba: la base sigue congelada y
 los factores siguen siendo entrenables.
@@ -212,11 +218,13 @@ with torch.no_grad():
     out_merged = lora(x)
 
 merge_diff = (out_merged - out_before).abs().max().item()
-print(f"max |after merge - before merge| = {merge_diff:.2e}   below 1e-5: {merge_diff < 1e-5}")
+print(say("max |after merge - before merge| = {diff:.2e}   below 1e-5: {below}").format(
+    diff=merge_diff, below=merge_diff < 1e-5))
 with torch.no_grad():
     moved = (base.weight - weight_before - update.float()).abs().max().item()
-print(f"base.weight moved by the update: max |change - update| = {moved:.2e}")
-print("lora_A all zeros:", bool((lora.lora_A == 0).all()), "  lora_B all zeros:", bool((lora.lora_B == 0).all()))
+print(say("base.weight moved by the update: max |change - update| = {moved:.2e}").format(moved=moved))
+print(say("lora_A all zeros: {a}   lora_B all zeros: {b}").format(
+    a=bool((lora.lora_A == 0).all()), b=bool((lora.lora_B == 0).all())))
 for name, p in sorted(lora.named_parameters()):
     print(f"{name:12} requires_grad {flags_before[name]} -> {p.requires_grad}")
 """
@@ -241,8 +249,8 @@ weight_merged = base.weight.clone()
 lora.merge_()
 with torch.no_grad():
     out_twice = lora(x)
-print("base.weight unchanged by a second merge:", torch.equal(base.weight, weight_merged))
-print("max |output after 2 merges - after 1|:", (out_twice - out_merged).abs().max().item())
+print(say("base.weight unchanged by a second merge:"), torch.equal(base.weight, weight_merged))
+print(say("max |output after 2 merges - after 1|:"), (out_twice - out_merged).abs().max().item())
 """
     ),
     md(
@@ -269,7 +277,7 @@ salida es **exactamente** `base(x)`, y se podría cambiar el `LoRALinear` por su
 
 La regla del laboratorio es otra: `merge_` conserva los factores, puestos a cero, para que el módulo
 mantenga su forma y los nombres de sus parámetros, y para poder entrenar más adelante un adaptador
-nuevo encima. El precio es que la pasada hacia delante sigue ejecutando los dos productos estrechos de la
+nuevo encima. El precio es que la pasada hacia delante sigue ejecutando los dos productos pequeños de la
 rama: r · (in + out) multiplicaciones y sumas por fila de entrada, además de las in · out de la base.
 El peso fusionado tiene el tamaño del original, así que una capa fusionada cuesta lo mismo que el
 `nn.Linear` simple más esa rama a cero; cambiarla por su base quita incluso eso.
@@ -278,9 +286,10 @@ El peso fusionado tiene el tamaño del original, así que una capa fusionada cue
     code(
         """
 with torch.no_grad():
-    print("max |merged LoRALinear(x) - base(x)|:", (lora(x) - base(x)).abs().max().item())
+    print(say("max |merged LoRALinear(x) - base(x)|:"), (lora(x) - base(x)).abs().max().item())
 n_in, n_out = base.in_features, base.out_features
-print(f"multiply-adds per input row: base {n_in * n_out}, zeroed branch {lora.r * (n_in + n_out)}")
+print(say("multiply-adds per input row: base {base}, zeroed branch {branch}").format(
+    base=n_in * n_out, branch=lora.r * (n_in + n_out)))
 """
     ),
     md(
@@ -302,8 +311,8 @@ and a fresh adapter learns again (`test_merge_twice_and_reinit_then_train`).
 
 El enunciado del laboratorio pide que volver a sortear los factores tras una fusión no rompa nada. Sortear de nuevo
 `lora_A` (kaiming uniforme, como en la construcción) deja la salida igual, exactamente, porque
-`lora_B` sigue valiendo cero: la capa vuelve al estado del bloque A, un adaptador nuevo en la
-identidad, ahora alrededor del peso fusionado. Una pasada hacia atrás muestra que aprende como uno
+`lora_B` sigue valiendo cero: la capa vuelve al estado del bloque A, con un adaptador nuevo que aún
+no cambia nada, ahora alrededor del peso fusionado. Una pasada hacia atrás muestra que aprende como uno
 nuevo: `lora_B` recibe gradiente, el de `lora_A` es cero en este primer paso y la base no recibe
 ninguno.
 
@@ -317,7 +326,7 @@ congelada y un adaptador nuevo vuelva a aprender (`test_merge_twice_and_reinit_t
 _ = torch.manual_seed(2)
 nn.init.kaiming_uniform_(lora.lora_A, a=math.sqrt(5))
 with torch.no_grad():
-    print("max |output with a new lora_A - merged output|:", (lora(x) - out_merged).abs().max().item())
+    print(say("max |output with a new lora_A - merged output|:"), (lora(x) - out_merged).abs().max().item())
 
 lora(x_train).sub(y_train).pow(2).mean().backward()
 for name, p in sorted(lora.named_parameters()):
@@ -352,7 +361,7 @@ with torch.no_grad():
 layer.merge_()
 with torch.no_grad():
     diff = (layer(x) - before).abs().max().item()
-print(f"freeze_base=False: max |after merge - before merge| = {diff:.2e}")
+print(say("freeze_base=False: max |after merge - before merge| = {diff:.2e}").format(diff=diff))
 print("requires_grad:", {name: p.requires_grad for name, p in sorted(layer.named_parameters())})
 """
     ),
@@ -395,10 +404,10 @@ for step in range(30):
     loss.backward()
     optimizer.step()
     if step % 10 == 0 or step == 29:
-        print(f"step {step:2}  loss {loss.item():.3f}")
+        print(say("step {step:2}  loss {loss:.3f}").format(step=step, loss=loss.item()))
 optimizer.zero_grad(set_to_none=True)
-print(len(adapters), "LoRALinear layers; lora_B no longer zero in",
-      sum(bool(layer.lora_B.abs().max() > 0) for layer in adapters.values()))
+print(say("{count} LoRALinear layers; lora_B no longer zero in {moved}").format(
+    count=len(adapters), moved=sum(bool(layer.lora_B.abs().max() > 0) for layer in adapters.values())))
 """
     ),
     md(
@@ -441,8 +450,9 @@ with torch.no_grad():
         layer.merge_()
     logits_merged, _ = model(idx)
 logit_diff = (logits_merged - logits_before).abs().max().item()
-print(f"max |logits after merging all - before| = {logit_diff:.2e}   below 1e-5: {logit_diff < 1e-5}")
-print("factors left non-zero:", sum(bool(p.abs().max() > 0) for n, p in model.named_parameters() if "lora_" in n))
+print(say("max |logits after merging all - before| = {diff:.2e}   below 1e-5: {below}").format(
+    diff=logit_diff, below=logit_diff < 1e-5))
+print(say("factors left non-zero:"), sum(bool(p.abs().max() > 0) for n, p in model.named_parameters() if "lora_" in n))
 
 merged_weights = {name.replace(".base.", "."): t for name, t in model.state_dict().items() if "lora_" not in name}
 plain = MiniGPT()
@@ -450,7 +460,7 @@ plain.load_state_dict(merged_weights)
 plain.eval()
 with torch.no_grad():
     logits_plain, _ = plain(idx)
-print("max |plain MiniGPT with merged weights - merged wrapped model|:",
+print(say("max |plain MiniGPT with merged weights - merged wrapped model|:"),
       (logits_plain - logits_merged).abs().max().item())
 """
     ),
@@ -461,8 +471,7 @@ print("max |plain MiniGPT with merged weights - merged wrapped model|:",
 * The update an adapter learns is a matrix of rank at most r; merging folds it into the base
   weight, so inference needs no extra weights.
 * After `merge_()` the output agrees with the unmerged one up to float rounding (below 1e-5), both
-  factors are zero, and no `requires_grad` flag has changed. Record the merge difference printed
-  above in your `notes.md`.
+  factors are zero, and no `requires_grad` flag has changed.
 * Merging twice is harmless, and a fresh `lora_A` after a merge starts a new adapter at identity.
 """,
         es="""
@@ -471,10 +480,9 @@ print("max |plain MiniGPT with merged weights - merged wrapped model|:",
 * La actualización que aprende un adaptador es una matriz de rango como mucho r; fusionarla la
   incorpora al peso base, así que la inferencia no necesita pesos adicionales.
 * Tras `merge_()` la salida coincide con la de antes de fusionar salvo por el redondeo (por debajo de
-  1e-5), los dos factores valen cero y ningún indicador `requires_grad` ha cambiado. Anota en tu
-  `notes.md` la diferencia de la fusión impresa más arriba.
-* Fusionar dos veces no hace daño, y un `lora_A` nuevo tras una fusión empieza un adaptador nuevo en
-  la identidad.
+  1e-5), los dos factores valen cero y ningún indicador `requires_grad` ha cambiado.
+* Fusionar dos veces no hace daño, y un `lora_A` nuevo tras una fusión empieza un adaptador nuevo que,
+  como al principio, no cambia nada.
 """,
     ),
 ]

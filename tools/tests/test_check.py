@@ -13,12 +13,13 @@ import subprocess
 import sys
 
 import pytest
+
 from labkit.core import overlay
 from labkit.core.labinfo import load_lab
 from labkit.core.overlay import WORKBOOK_ROOT
 from labkit.grading import check
-from labkit.grading.feedback import feedback_markdown
 from labkit.grading.check import WIDTH, cell_error, notebook_report, wrap
+from labkit.grading.feedback import feedback_markdown
 from labkit.grading.grader import BlockGrade, Grade, ItemGrade, failure_message, grade_from_json
 from labkit.grading.grader import TestResult as Result  # not collected as a test class
 from labkit.grading.measure import (
@@ -28,6 +29,7 @@ from labkit.grading.measure import (
     parse_notes,
     read_number,
 )
+from minituner.i18n import tr
 
 KEYS = load_lab().notes_keys
 #: What labkit.grading.measure reports for the reference (names come back from JSON as a list).
@@ -178,6 +180,22 @@ def test_notebook_names_and_cell_errors() -> None:
     assert notebook_report("labs/x.es.ipynb", outcomes[:1], "es") == "x.es.ipynb: bien (1 celdas)"
 
 
+def test_an_output_difference_says_which_side_is_yours() -> None:
+    # nbval's message for a cell whose output changed (pytest's diff of reference_output == test_output).
+    message = (
+        "Cell outputs differ\n\nInput:\nprint(n)\n\nTraceback:\n mismatch 'stdout'\n\n assert reference_output == "
+        "test_output failed:\n\n  'trainable: 1...tion: 0.155\\n' == 'trainable: 1...tion: 0.135\\n'\n  \n"
+        "  Skipping 14 identical leading characters in diff, use -v to show\n    trainable: 1024\n"
+        "  - fraction: 0.135\n  ?              ^\n  + fraction: 0.155\n  ?              ^\n"
+    )
+    outcomes = [overlay.TestOutcome("labs/block_b_wrapping.ipynb::Cell 1", (), "failed", "NbCellError", message)]
+    report = notebook_report("labs/block_b_wrapping.ipynb", outcomes, "en").splitlines()
+    assert report == ["block_b_wrapping.ipynb: cell 2 ran, but its output differs from the stored one:",
+                      "    yours:  fraction: 0.135", "    stored: fraction: 0.155"], report  # fmt: skip
+    spanish = notebook_report("labs/block_b_wrapping.es.ipynb", outcomes, "es")
+    assert tr("es", "yours: ") in spanish and "Skipping" not in spanish, spanish
+
+
 # ----------------------------------------------------------------------------- end to end
 def _check(*args: str, lang_env: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LANG": lang_env, "LANGUAGE": "", "LC_ALL": ""}
@@ -191,16 +209,21 @@ def test_check_shows_progress_per_block_in_spanish() -> None:
     lab = load_lab()
     lines = run.stdout.splitlines()
     assert lines[0].startswith("Calificando tu lora.py"), run.stdout
-    progress = [i for i, line in enumerate(lines) for b in lab.blocks if line.startswith(f"  {b.id}  {b.title['es']}")]
+    progress = [i for i, line in enumerate(lines) for b in lab.blocks
+                if line.startswith(f"  bloque {b.id}") and f"0 / {b.points:g} puntos" in line]  # fmt: skip
     assert len(progress) == len(lab.blocks) and progress == sorted(progress), run.stdout
     table = next(i for i, line in enumerate(lines) if "0 / 100 puntos" in line)
     mypy = next(i for i, line in enumerate(lines) if line.startswith("  mypy --strict"))
     notes = next(i for i, line in enumerate(lines) if line.startswith("  archivo de notas"))
     assert progress[-1] < mypy < notes < table, run.stdout
-    assert "sin empezar" in run.stdout and "Block A: LoRALinear.__init__ is not implemented yet" in run.stdout
+    header = lines[table + 2]
+    assert header.split() == ["bloque", "reglas", "puntos", "estado"], run.stdout  # the one table, with its header
+    stub = "Block A: LoRALinear.__init__ is not implemented yet"
+    assert "sin empezar" in run.stdout and tr("es", stub) in run.stdout and stub not in run.stdout
     assert "Notebook del bloque: labs/block_a_identity.es.ipynb" in run.stdout
     assert "block_a_identity.ipynb" not in run.stdout
-    assert "todavía ningún test evaluable" in run.stdout and "no hay archivo de notas" in run.stdout
+    assert "todavía no pasa ningún test evaluable" in run.stdout
+    assert "no se pudo leer el valor '...' de initial_output_diff" in run.stdout  # the template's, unfilled
 
 
 def test_check_notebooks_names_the_first_failing_cell() -> None:

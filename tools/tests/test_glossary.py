@@ -11,7 +11,8 @@ instructor reads:
 - the ``es`` strings of labs/lab.toml and the ``mistake_es`` strings of tools/zoo/bugs.toml;
 - the Spanish messages of tools/labkit and of the graded tests: strings under an ``"es"`` dictionary
   key or passed as an ``es=`` keyword argument;
-- the Spanish labels of mkdocs.yml (the Spanish site name and navigation).
+- the Spanish labels of mkdocs.yml (the Spanish site name and navigation);
+- the Spanish messages of the gettext catalogs (every ``msgstr`` of ``src/minituner/locale/es``).
 
 Fenced code blocks, inline code, formulas, link targets, HTML comments, front matter and ``{...}``
 placeholders are blanked before matching, so identifiers stay English; a glossary entry with
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from babel.messages.pofile import read_po
 from labkit.core.tomlread import read_toml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +46,8 @@ PYTHON_SOURCES = ("tools/labkit/**/*.py", "tools/notebooks/*.py", "tests/*.py")
 #: TOML files with Spanish strings, under keys named ``es`` or ending in ``_es``.
 TOML_SOURCES = ("labs/lab.toml", "tools/zoo/bugs.toml")
 MKDOCS = ROOT / "mkdocs.yml"
+#: The gettext catalogs whose translations are Spanish (minituner.i18n).
+CATALOGS = ("src/minituner/locale/es/LC_MESSAGES/*.po",)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,6 +347,15 @@ def mkdocs_texts(path: Path = MKDOCS) -> Iterator[Text]:
             yield Text.at(path, match.group(1).strip().strip("\"'"), number + 1)
 
 
+def catalog_texts(path: Path) -> Iterator[Text]:
+    """Each translation (msgstr) of a gettext catalog, at the line of its entry."""
+    with path.open("rb") as po:
+        catalog = read_po(po)
+    for message in catalog:
+        if message.id and message.string:
+            yield Text.at(path, str(message.string), message.lineno)
+
+
 @functools.cache
 def spanish_texts(root: Path = ROOT) -> tuple[Text, ...]:
     """Every Spanish text of the workbook (see the module's docstring), read once per test run."""
@@ -356,6 +369,9 @@ def spanish_texts(root: Path = ROOT) -> tuple[Text, ...]:
     for name in TOML_SOURCES:
         texts += toml_texts(root / name)
     texts += mkdocs_texts(root / "mkdocs.yml")
+    for pattern in CATALOGS:
+        for path in sorted(root.glob(pattern)):
+            texts += catalog_texts(path)
     return tuple(texts)
 
 
@@ -415,7 +431,8 @@ def test_every_kind_of_spanish_text_is_scanned() -> None:
         "labs/00-lora-by-hand.es.md", "docs/index.es.md", "solutions/00-lora-by-hand-ref.es.md",
         "docs/instructors/bug-zoo.es.md", "docs/benchmarks/index.es.md",
         "tools/notebooks/block_a.py", "tools/notebooks/block_e.py", "labs/lab.toml", "tools/zoo/bugs.toml",
-        "tools/labkit/grading/check.py", "tools/labkit/grading/grader.py", "tools/labkit/grading/rules.py", "mkdocs.yml",
+        "tools/labkit/grading/grader.py", "tools/labkit/grading/rules.py", "mkdocs.yml",
+        "src/minituner/locale/es/LC_MESSAGES/minituner.po",
     ):  # fmt: skip
         assert expected in sources, f"no Spanish text found in {expected}"
     assert not any(s.startswith(("docs/lab/", "docs/solutions/", ".venv/")) for s in sources), sources

@@ -153,7 +153,7 @@ def test_batch_outputs(example_grades: dict[str, Grade], tmp_path: Path) -> None
     assert "line " in next(r for r in rows if r["submission"] in withheld)["withheld_for_review"]
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "| `test_lora_init_identity[bias-float32]` |" in summary and "Most common failure messages" in summary
-    assert "Retroalimentación" in (tmp_path / "partial" / "feedback.md").read_text(encoding="utf-8")
+    assert "# Comentarios: partial" in (tmp_path / "partial" / "feedback.md").read_text(encoding="utf-8")
 
 
 def test_shards_partition_and_merge(example_grades: dict[str, Grade], example_class: Path, tmp_path: Path,

@@ -89,7 +89,7 @@ def test_exports_hold_the_final_scores(folder: Path) -> None:
     ('[kenji]\napprove = true\nreason = "x"\n', "[kenji] is not a submission of this class"),
     ('[ana]\napprove = true\n', "[ana] needs a reason"),
     ('[ana]\nscore = 50\napprove = true\nreason = "x"\n', "not both"),
-    ('[ana]\nreason = "x"\n', "not neither"),
+    ('[ana]\nreason = "x"\n', "and has neither"),
     ('[ana]\napprove = false\nreason = "x"\n', "approve must be true"),
     ('[ana]\nscore = 101\nreason = "x"\n', "score must be a number from 0 to 100"),
     ('[ana]\nscore = true\nreason = "x"\n', "score must be a number"),

@@ -8,12 +8,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from labkit.core.labinfo import LANGUAGES, load_lab
+
+from labkit.core.labinfo import load_lab
 from labkit.core.overlay import REFERENCE, WORKBOOK_ROOT
 from labkit.core.tomlread import read_toml
 from labkit.grading.examples import EXAMPLES, materialize
 from labkit.grading.rules import Violation, check_source, format_violations, main
 from labkit.quality.zoo import Bug, load_bugs
+from minituner.i18n import LANGUAGES
 
 STUBS = WORKBOOK_ROOT / load_lab().submission
 

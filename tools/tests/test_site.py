@@ -132,6 +132,43 @@ def test_site_links_for_pages_in_docs() -> None:
     )
 
 
+def test_links_read_right_in_the_repository(tmp_path: Path) -> None:
+    """A Spanish page links the Spanish twins, and every page links pages where the repository has them."""
+    for tree in ("docs", "labs"):
+        (tmp_path / tree).mkdir()
+    docs = tmp_path / "docs"
+    for name, text in [("a.md", "# A\n\n[b](b.md#x) [lab](../labs/l.md)\n"), ("b.md", "# B\n"),
+                       ("b.es.md", "# B\n"), ("../labs/l.md", "# L\n"), ("../labs/l.es.md", "# L\n")]:
+        (docs / name).write_text(text, encoding="utf-8")
+    spanish = docs / "a.es.md"
+    spanish.write_text("# A\n\n[b](b.es.md#x) [laboratorio](../labs/l.es.md)\n", encoding="utf-8")
+    for english in [docs / "a.md", docs / "b.md", tmp_path / "labs" / "l.md"]:
+        site.record_translation(english)
+    assert site.site_problems(tmp_path) == [], "the twins' links are the same links for the parity check"
+
+    spanish.write_text(spanish.read_text(encoding="utf-8").replace("b.es.md#x", "b.md#x"), encoding="utf-8")
+    problems = site.site_problems(tmp_path)
+    assert problems == ["docs/a.es.md: the link b.md#x does not lead to the right page in the repository; "
+                        "link b.es.md#x"], problems
+    (docs / "a.md").write_text("# A\n\n[b](b.md#x) [lab](lab/l.md)\n", encoding="utf-8")
+    assert any("the link lab/l.md" in p and "link ../labs/l.md" in p for p in site.site_problems(tmp_path))
+    assert site.english_target("../labs/l.es.md#top") == "../labs/l.md#top"
+    assert site.english_target("block_a.es.ipynb") == "block_a.ipynb"
+
+
+def test_spanish_pages_link_spanish_pages_on_the_site(built_site: Path) -> None:
+    """Links written for the repository (x.es.md, ../labs/x.es.ipynb) lead to the Spanish pages."""
+    for page, targets in [("", ['href="lab/00-lora-by-hand/"', 'href="lab/block_a_identity/"',
+                                     'href="theory/02-parameter-count/"']),
+                          ("lab/00-lora-by-hand", ['href="../block_a_identity/"', 'href="../../theory/03-init-and-scaling/"',
+                                                   'href="../../design/BLUEPRINT/"'])]:
+        for lang in ("", "es/"):
+            html = (built_site / lang / page / "index.html").read_text(encoding="utf-8")
+            for target in targets:
+                assert target in html, f"{lang}{page}: no {target}"
+            assert ".es.md" not in html and ".es/" not in html, f"{lang}{page}: a link to a twin's file name"
+
+
 def test_notebook_pages_are_rendered_not_raw_json(built_site: Path) -> None:
     notebooks = sorted((ROOT / "labs").glob("*.ipynb"))
     assert notebooks

@@ -23,7 +23,9 @@ from labkit.quality.zoo import (
     load_bugs,
     render_table,
     run_alternatives,
+    run_messages,
     run_zoo,
+    translation_problems,
     zoo_problems,
 )
 
@@ -33,6 +35,12 @@ MIN_VARIANTS = 30
 @pytest.fixture(scope="module")
 def zoo_results() -> list[ZooResult]:
     return run_zoo(load_bugs())
+
+
+@pytest.fixture(scope="module")
+def zoo_runs_es() -> list[OverlayRun]:
+    """The zoo's runs again, the tests' messages in Spanish (LANGUAGE=es)."""
+    return run_messages(load_bugs(), "es")
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +58,21 @@ def test_zoo_is_big_and_covers_every_block() -> None:
 def test_every_variant_is_caught_and_named(zoo_results: list[ZooResult]) -> None:
     problems = zoo_problems(zoo_results)
     assert not problems, "\n\n".join(problems)
+
+
+def test_first_failure_is_in_the_students_language(zoo_results: list[ZooResult], zoo_runs_es: list[OverlayRun]) -> None:
+    # What plain pytest and check show first, for every variant, in Spanish: the same failure, translated.
+    problems = translation_problems(zoo_results, zoo_runs_es)
+    assert not problems, "\n\n".join(problems)
+
+
+def test_an_untranslated_first_failure_is_reported(zoo_results: list[ZooResult]) -> None:
+    # The English run presented as the Spanish one: every variant whose first failure is the workbook's text.
+    # (A failure the tests wrote, an assertion or a pytest.fail; the others are the variant's own exceptions.)
+    problems = translation_problems(zoo_results, [r.run for r in zoo_results])
+    reported = {p.partition(":")[0] for p in problems}
+    ours = {r.bug.id for r in zoo_results if r.first is not None and r.first.exc_type in ("AssertionError", "Failed")}
+    assert ours and ours <= reported and all("holds English" in p for p in problems), sorted(ours - reported)
 
 
 def test_correct_alternatives_pass_every_test(correct: dict[str, Scored]) -> None:

@@ -74,7 +74,7 @@ _TEXT: dict[str, dict[str, str]] = {
                    "lotes de {batch} secuencias.",
         "summary_head": "| cifra | valor |\n|---|---|\n",
         "step": "paso de entrenamiento, LoRA r = {r} / ajuste completo ({model}, n_embd = {n_embd})",
-        "step_dropout": "lo mismo, con el dropout de LoRA por defecto del envoltorio, {dropout}",
+        "step_dropout": "lo mismo, con el dropout de LoRA que `wrap_minigpt_with_lora` usa por defecto, {dropout}",
         "trainable": "parámetros entrenables, LoRA r = {r} / ajuste completo ({model})",
         "optimizer": "estado de AdamW, LoRA r = {r} / ajuste completo ({model})",
         "unmerged": "pasada hacia delante, LoRALinear sin fusionar / nn.Linear ({width} x {width}, r = {r})",

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import io
 import os
 import re
 import sys
+import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +40,15 @@ from labkit.core.overlay import (
     python_path,
     run_overlay,
 )
+from minituner.i18n import LANGUAGES, tr
 
 SOURCES = WORKBOOK_ROOT / "tools" / "notebooks"
 LABS = WORKBOOK_ROOT / "labs"
 SANITIZE = "labs/nbval-sanitize.cfg"
 FIRST_CALL_TAG = "lab-first-call"
-LANGUAGES = ("en", "es")
+#: In a code cell, the notebook's language ("en" or "es" in each notebook): `say = translator("<lang>")`
+#: gives the messages it prints in that language. The cells' comments are translated too (localized).
+LANGUAGE_TOKEN = '"<lang>"'
 #: nbval's arguments, as a student types them: pyproject's addopts block nbval's plugin (`-p no:nbval`,
 #: so a plain pytest does not pay for its imports) and `-p nbval`, later on the line, unblocks it.
 NBVAL_ARGS = ("-p", "nbval", "--nbval", "--nbval-current-env", "--nbval-sanitize-with", SANITIZE)
@@ -95,13 +100,38 @@ def load_sources(directory: Path = SOURCES) -> list[NotebookSource]:
     return sources
 
 
+def code_comments(source: str) -> list[tuple[int, int, str]]:
+    """The comments of a code cell that a reader reads: (line, column, text without "# ").
+
+    Tool directives (noqa, type:, fmt:) are left out: they are for the tools, and stay as they are.
+    """
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        text = token.string[1:].strip()
+        if token.type == tokenize.COMMENT and text and not text.startswith(("noqa", "type:", "fmt:")):
+            found.append((token.start[0], token.start[1], text))
+    return found
+
+
+def localized(source: str, lang: str) -> str:
+    """A code cell's source as the lang notebook holds it: LANGUAGE_TOKEN filled in, its comments in lang."""
+    source = source.replace(LANGUAGE_TOKEN, f'"{lang}"')
+    if lang == "en":
+        return source
+    lines = source.split("\n")
+    for row, column, text in code_comments(source):
+        line = lines[row - 1]
+        lines[row - 1] = line[:column] + "# " + tr(lang, text)  # a comment runs to the end of its line
+    return "\n".join(lines)
+
+
 def _new_notebook(source: NotebookSource, lang: str) -> nbformat.NotebookNode:
     cells = []
     for cell in source.cells:
         if isinstance(cell, Markdown):
             cells.append(nbformat.v4.new_markdown_cell(cell.en if lang == "en" else cell.es))
         else:
-            new = nbformat.v4.new_code_cell(cell.source)
+            new = nbformat.v4.new_code_cell(localized(cell.source, lang))
             if cell.tags:
                 new.metadata["tags"] = list(cell.tags)
             cells.append(new)
@@ -143,27 +173,23 @@ def _normalize(nb: nbformat.NotebookNode) -> None:
 
 
 def execute(source: NotebookSource, workdir: Path) -> dict[str, nbformat.NotebookNode]:
-    """Both language versions of a notebook, with the outputs of one run in workdir."""
+    """Both language versions of a notebook, each with the outputs of its own run in workdir (they print
+    in their own language)."""
     notebooks = {lang: _new_notebook(source, lang) for lang in LANGUAGES}
-    run = notebooks["en"]
     env_before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = python_path(workdir)  # the kernel inherits it
     try:
-        NotebookClient(
-            run, timeout=CELL_TIMEOUT, kernel_name="python3",
-            resources={"metadata": {"path": str(workdir / "labs")}},
-        ).execute()  # fmt: skip
+        for nb in notebooks.values():
+            NotebookClient(
+                nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                resources={"metadata": {"path": str(workdir / "labs")}},
+            ).execute()  # fmt: skip
+            _normalize(nb)
     finally:
         if env_before is None:
             del os.environ["PYTHONPATH"]
         else:
             os.environ["PYTHONPATH"] = env_before
-    for lang, nb in notebooks.items():
-        if lang != "en":
-            for done, cell in zip(run.cells, nb.cells, strict=True):
-                if cell.cell_type == "code":
-                    cell.outputs = done.outputs
-        _normalize(nb)
     return notebooks
 
 

@@ -4,7 +4,12 @@ Every page exists twice, ``page.md`` in English and ``page.es.md`` in Spanish (n
 ``name.ipynb`` and ``name.es.ipynb``). Two checks keep the pair in step:
 
 - parity: the same heading structure, the same code blocks (code identical), the same display
-  formulas, the same links and images, in the same order; for notebooks the same cells, code identical;
+  formulas, the same links and images, in the same order (a Spanish page links the Spanish twin
+  ``x.es.md`` where the English page links ``x.md``); for notebooks the same cells, code identical;
+- links: every page links other pages where they live in the repository (``../labs/x.md``, not
+  the site's staged copy ``lab/x.md``), and a Spanish page links the Spanish twin of a page that
+  has one, so that both read right on GitHub; mkdocs-static-i18n resolves ``x.es.md`` to the
+  Spanish page, and the staging rewrites the paths for the site;
 - drift: a Spanish page records in its front matter (``translation_of``) the hash of the English
   page it translates; when the English page changes, the check names the page until a translator
   updates the Spanish one and records the new hash with ``python -m labkit.content.site translated PAGE``.
@@ -211,15 +216,72 @@ def markdown_structure(text: str) -> Structure:
     return Structure(headings, code, math, links, images)
 
 
-def _notebook_structure(path: Path) -> list[tuple[str, str]]:
+def _notebook_structure(path: Path, lang: str) -> list[tuple[str, str]]:
+    """Each cell's type, and a code cell's source as it is in both languages: comments out, the
+    language the generator filled in put back as its token (labkit.content.notebooks.localized)."""
+    from labkit.content.notebooks import LANGUAGE_TOKEN, code_comments  # nbformat: only for notebooks
+
+    def code(source: str) -> str:
+        lines = source.split("\n")
+        for row, column, _ in code_comments(source):
+            lines[row - 1] = lines[row - 1][:column].rstrip()
+        return "\n".join(lines).replace(f'"{lang}"', LANGUAGE_TOKEN)
+
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    return [(c["cell_type"], "".join(c["source"]) if c["cell_type"] == "code" else "") for c in cells]
+    return [(c["cell_type"], code("".join(c["source"])) if c["cell_type"] == "code" else "") for c in cells]
+
+
+_SPANISH_SUFFIX = re.compile(r"\.es(?=\.(?:md|ipynb)$)")
+
+
+def english_target(target: str) -> str:
+    """A link target with a Spanish twin's name put back to the English page's: x.es.md#a -> x.md#a."""
+    path, sep, anchor = target.partition("#")
+    return _SPANISH_SUFFIX.sub("", path) + sep + anchor
+
+
+def _repository_source(site_path: str) -> str | None:
+    """The repository file that the staged copy ``site_path`` (docs/lab/x.md, ...) is made from."""
+    for source_dir, target_dir in STAGED.items():
+        if site_path.startswith(target_dir + "/"):
+            return source_dir + site_path[len(target_dir) :]
+    return None
+
+
+def repository_target(page: Path, target: str, root: Path = ROOT) -> str | None:
+    """How ``page`` should write the link ``target`` to read right in the repository, or None if it
+    does: the page where it lives rather than the site's staged copy of it (``../labs/x.md``, not
+    ``lab/x.md``), and, on a Spanish page, the Spanish twin of a page that has one."""
+    path, sep, anchor = target.partition("#")
+    if not path or path.startswith("/") or ":" in path:
+        return None  # an anchor on the page itself, an absolute path or a URL
+    page_dir = posixpath.dirname(page.relative_to(root).as_posix())
+    repo_path = posixpath.normpath(posixpath.join(page_dir, path))
+    repo_path = _repository_source(repo_path) or repo_path
+    if _is_spanish(page) and repo_path.endswith(STAGED_SUFFIXES) and not _is_spanish(Path(repo_path)):
+        twin = _twin(root / repo_path)
+        if twin.is_file():
+            repo_path = twin.relative_to(root).as_posix()
+    better = posixpath.relpath(repo_path, page_dir or ".") + sep + anchor
+    return None if better == target else better
+
+
+def link_problems(page: Path, root: Path = ROOT) -> list[str]:
+    """The links of ``page`` that do not read right in the repository (see repository_target)."""
+    name = page.relative_to(root).as_posix()
+    problems = []
+    for target in markdown_structure(page.read_text(encoding="utf-8")).links:
+        better = repository_target(page, target, root)
+        if better is not None:
+            problems.append(f"{name}: the link {target} does not lead to the right page in the repository; "
+                            f"link {better}")
+    return problems
 
 
 def parity_problems(pair: Pair, root: Path = ROOT) -> list[str]:
     name = pair.english.relative_to(root)
     if pair.english.suffix == ".ipynb":
-        en, es = _notebook_structure(pair.english), _notebook_structure(pair.spanish)
+        en, es = _notebook_structure(pair.english, "en"), _notebook_structure(pair.spanish, "es")
         if [t for t, _ in en] != [t for t, _ in es]:
             return [f"{name}: the Spanish notebook's cells differ in number or type"]
         return [f"{name}: code cell {i} differs in Spanish" for i, (a, b) in enumerate(zip(en, es, strict=True)) if a != b]
@@ -228,6 +290,8 @@ def parity_problems(pair: Pair, root: Path = ROOT) -> list[str]:
     problems = []
     for part in ("headings", "code", "math", "links", "images"):
         a, b = getattr(en_s, part), getattr(es_s, part)
+        if part == "links":  # the Spanish page links the Spanish twins: compare the English names
+            b = [english_target(target) for target in b]
         if a != b:
             detail = next((f"#{i}: {x!r} vs {y!r}" for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), "")
             problems.append(f"{name}: {part} differ (English {len(a)}, Spanish {len(b)}) {detail}".rstrip())
@@ -283,6 +347,9 @@ def site_problems(root: Path = ROOT) -> list[str]:
     pairs, problems = pairs_and_orphans(root)
     for pair in pairs:
         problems += parity_problems(pair, root) + drift_problems(pair, root)
+        for page in (pair.english, pair.spanish):
+            if page.suffix == ".md":
+                problems += link_problems(page, root)
     return problems
 
 

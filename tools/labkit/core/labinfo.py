@@ -6,8 +6,6 @@ from here, so that nothing repeats it.
 
 from __future__ import annotations
 
-import locale
-import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,9 +13,9 @@ from typing import Any
 
 from labkit.core.overlay import WORKBOOK_ROOT
 from labkit.core.tomlread import read_toml
+from minituner.i18n import LANGUAGES, language
 
 LAB_FILE = WORKBOOK_ROOT / "labs" / "lab.toml"
-LANGUAGES = ("en", "es")
 
 
 @dataclass(frozen=True)
@@ -151,14 +149,9 @@ def _load_rules(data: dict[str, Any], path: Path, blocks: tuple[Block, ...]) -> 
 
 
 def user_language(flag: str | None = None) -> str:
-    """The language to talk to the user in: the flag if given, else LANGUAGE / LC_ALL / LANG (es... -> es)."""
+    """The language to talk to the user in: the flag if given, else gettext's (minituner.i18n.language)."""
     if flag:
         if flag not in LANGUAGES:
             raise ValueError(f"--lang must be one of {', '.join(LANGUAGES)}, got {flag!r}")
         return flag
-    for var in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(var, "")
-        if value:
-            return "es" if value.lower().startswith("es") else "en"
-    current = locale.getlocale()[0] or ""
-    return "es" if current.lower().startswith("es") else "en"
+    return language()

@@ -133,7 +133,8 @@ POLL_S = 0.1
 #: Whether unsandboxed runs go to the fork server: on Linux only (macOS frameworks are not fork-safe).
 FORK_SERVER = sys.platform == "linux"
 #: The variables a sandboxed run inherits from the grader's environment; nothing else (no tokens).
-SANDBOX_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+SANDBOX_ENV_KEEP = ("LANGUAGE", "LANG", "LC_ALL", "LC_MESSAGES", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 #: Set by a runner that is being stopped (a grader's Ctrl-C): every supervised run ends at once.

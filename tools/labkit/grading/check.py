@@ -12,7 +12,6 @@ Your lora.py is overlaid on a pristine copy of the workbook, as in grading, but 
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import re
 import sys
@@ -21,74 +20,27 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from labkit.core.labinfo import Block, Lab, load_lab, user_language
+from labkit.core import cli
+from labkit.core.labinfo import Block, Lab, load_lab
 from labkit.core.overlay import WORKBOOK_ROOT, TestOutcome, last_lines, run_overlay
 from labkit.core.report import ANSI_ESCAPE
 from labkit.grading.feedback import violation_line
 from labkit.grading.grader import (
     DEFAULT_LIMITS,
-    STATUS_LABELS,
     BlockGrade,
     Grade,
     ItemGrade,
     failure_message,
     grade_submission,
+    status_label,
 )
 from labkit.grading.points import broken_message
 from labkit.grading.submission import Submission
+from minituner.i18n import tr
 
 PUBLIC_SEED = 0
 WIDTH = 88  # columns of wrapped text (hints, the code rule)
 NOTEBOOK_TIMEOUT = 600.0  # seconds for all the notebooks
-
-_COLS = {"en": ("block", "rules", "points", "status"), "es": ("bloque", "reglas", "puntos", "estado")}
-_TEXT: dict[str, dict[str, str]] = {
-    "en": {
-        "head": "{title}: {points:g} / {max:g} points",
-        "typecheck": "mypy --strict",
-        "notes": "notes file",
-        "start": "Grading your lora.py: the graded tests, and mypy --strict at the same time...",
-        "first": "First failure, block {block}: {test}",
-        "next": "Next: block {block}. For a hint: check --hint {block}",
-        "all": "All blocks done.",
-        "hint": "Hint for block {block} ({title}):",
-        "problem": "Nothing could be graded:",
-        "watch": "Watching {lora} and {notes} (Ctrl-C to stop)...",
-        "notebook": "Its notebook: {notebook} (check --notebooks {block} runs it on your code)",
-        "nb_start": "Running the notebooks on your code ({count}; about half a minute each)...",
-        "nb_ok": "{notebook}: ok ({cells} cells)",
-        "nb_failed": "{notebook}: cell {cell} failed: {error}",
-        "nb_differs": "{notebook}: cell {cell} ran, but its output differs from the stored one:",
-        "nb_none": "{notebook}: did not run",
-        "nb_cells": "(cells are numbered as In [n] in the stored notebook: code cells, from 1)",
-        "rule": "Your lora.py breaks the lab's code rule (only torch, torch.nn, torch.nn.functional, numpy and "
-        "a few standard modules; nothing that reaches outside the lab's code). The instructor's grader "
-        "withholds such a submission for review. Fix these lines first:",
-    },
-    "es": {
-        "head": "{title}: {points:g} / {max:g} puntos",
-        "typecheck": "mypy --strict",
-        "notes": "archivo de notas",
-        "start": "Calificando tu lora.py: los tests evaluables, y mypy --strict a la vez...",
-        "first": "Primer fallo, bloque {block}: {test}",
-        "next": "Siguiente: bloque {block}. Para una pista: check --hint {block}",
-        "all": "Todos los bloques están terminados.",
-        "hint": "Pista para el bloque {block} ({title}):",
-        "problem": "No se pudo calificar nada:",
-        "watch": "Vigilando {lora} y {notes} (Ctrl-C para parar)...",
-        "notebook": "Notebook del bloque: {notebook} (check --notebooks {block} lo ejecuta con tu código)",
-        "nb_start": "Ejecutando los notebooks con tu código ({count}; cerca de medio minuto cada uno)...",
-        "nb_ok": "{notebook}: bien ({cells} celdas)",
-        "nb_failed": "{notebook}: falló la celda {cell}: {error}",
-        "nb_differs": "{notebook}: la celda {cell} se ejecutó, pero su salida difiere de la guardada:",
-        "nb_none": "{notebook}: no se ejecutó",
-        "nb_cells": "(las celdas se numeran como In [n] en el notebook guardado: celdas de código, desde 1)",
-        "rule": "Tu lora.py incumple la regla de código del laboratorio (solo torch, torch.nn, torch.nn.functional, numpy "
-        "y unos pocos módulos estándar; nada que salga del código del laboratorio). El corrector del docente "
-        "retiene una entrega así para revisarla. Corrige primero estas líneas:",
-    },
-}
-
 
 def wrap(text: str, indent: str = "") -> str:
     """text wrapped at WIDTH columns, paragraph by paragraph (its own line breaks kept)."""
@@ -100,33 +52,39 @@ def wrap(text: str, indent: str = "") -> str:
 
 
 def render(grade: Grade, lab: Lab, lang: str) -> str:
-    t = _TEXT[lang]
-    lines = [t["head"].format(title=lab.title[lang], points=grade.points, max=grade.max_points), ""]
+    """The grade as check shows it at the end: the table of blocks, then the one failure to fix first."""
+    lines = [tr(lang, "{title}: {points:g} / {max:g} points").format(
+        title=lab.title[lang], points=grade.points, max=grade.max_points), ""]  # fmt: skip
     if grade.violations:
-        lines += [wrap(t["rule"]), *(f"    {violation_line(v, lang)}" for v in grade.violations), ""]
+        rule = tr(lang, "Your lora.py breaks the lab's code rule (only torch, torch.nn, torch.nn.functional, numpy and "
+                  "a few standard modules; nothing that reaches outside the lab's code). The instructor's grader "
+                  "withholds such a submission for review. Fix these lines first:")  # fmt: skip
+        lines += [wrap(rule), *(f"    {violation_line(v, lang)}" for v in grade.violations), ""]
     if grade.problem:
-        return "\n".join([*lines, t["problem"], grade.problem[lang]])
-    cols = _COLS[lang]
+        return "\n".join([*lines, tr(lang, "Nothing could be graded:"), grade.problem[lang]])
+    # i18n: the table's column heads; the first is padded to 44 characters, the others to 7
+    cols = (tr(lang, "block"), tr(lang, "rules"), tr(lang, "points"), tr(lang, "status"))
     lines.append(f"  {cols[0]:44} {cols[1]:>7}  {cols[2]:>7}  {cols[3]}")
     for b in grade.blocks:
         title = f"{b.id}  {lab.block(b.id).title[lang]}"
         lines.append(f"{_mark(b)} {title:44} {_fraction(b.rules_passed, b.rules)}  "
-                     f"{_fraction(b.points, b.max_points)}  {STATUS_LABELS[lang][b.status]}")  # fmt: skip
-    for key, item in (("typecheck", grade.typecheck), ("notes", grade.notes)):
-        lines.append(f"{'✓' if item.ok else '✗'} {t[key]:44} {'':7}  {_fraction(item.points, item.max_points)}")
+                     f"{_fraction(b.points, b.max_points)}  {status_label(b.status, lang)}")  # fmt: skip
+    for label, item in (("mypy --strict", grade.typecheck), (tr(lang, "notes file"), grade.notes)):
+        lines.append(f"{'✓' if item.ok else '✗'} {label:44} {'':7}  {_fraction(item.points, item.max_points)}")
     pending = [b for b in grade.blocks if b.status != "done"]
     lines.append("")
     if not pending:
-        lines.append(t["all"])
+        lines.append(tr(lang, "All blocks done."))
     else:
         block = next((b for b in pending if b.status != "not started"), pending[0])
         failure = block.failures[0]
         message = failure_message(failure.message, failure.exc_type).strip()[:1500]
-        lines += [t["first"].format(block=block.id, test=failure.name), ""]
+        lines += [tr(lang, "First failure, block {block}: {test}").format(block=block.id, test=failure.name), ""]
         lines += [wrap(broken_message(lab.invariant(i), block.id, lang), "    ") + "\n" for i in block.broken]
         lines += [_indent(message), ""]
-        lines.append(t["notebook"].format(notebook=lab.block(block.id).notebook_in(lang), block=block.id))
-        lines.append(t["next"].format(block=block.id))
+        lines.append(tr(lang, "Its notebook: {notebook} (check --notebooks {block} runs it on your code)").format(
+            notebook=lab.block(block.id).notebook_in(lang), block=block.id))  # fmt: skip
+        lines.append(tr(lang, "Next: block {block}. For a hint: check --hint {block}").format(block=block.id))
     for item in (grade.typecheck, grade.notes):
         if not item.ok and item.text(lang):
             lines += ["", _indent(item.text(lang).strip()[:1500])]
@@ -147,20 +105,25 @@ def _indent(text: str) -> str:
 
 
 def progress_line(key: str, result: BlockGrade | ItemGrade, lab: Lab, lang: str) -> str:
-    """One short line per block as its tests end, then the type check's and the notes file's."""
+    """One short line per block as its tests end, then the type check's and the notes file's.
+
+    A line says what it counts ("12 / 27 points"): the table at the end, with its header, is the summary.
+    """
     if isinstance(result, BlockGrade):
-        title = f"{result.id}  {lab.block(result.id).title[lang]}"
-        status = "" if result.status == "done" else f"  {STATUS_LABELS[lang][result.status]}"
-        return f"  {title:44} {_fraction(result.points, result.max_points)} {_mark(result)}{status}"
-    label = _TEXT[lang][key]
-    return f"  {label:44} {_fraction(result.points, result.max_points)} {'✓' if result.ok else '✗'}"
+        label = tr(lang, "block {block}").format(block=result.id)
+        status = status_label(result.status, lang)
+    else:
+        label = "mypy --strict" if key == "typecheck" else tr(lang, "notes file")
+        status = tr(lang, "passes") if result.ok else tr(lang, "does not pass yet")
+    points = tr(lang, "{points:g} / {max:g} points").format(points=result.points, max=result.max_points)
+    return f"  {label:16} {points:18} {status}"
 
 
 def run_once(lab: Lab, lang: str, notebooks: Sequence[Block] = ()) -> Grade:
     lora = WORKBOOK_ROOT / lab.submission
     notes = WORKBOOK_ROOT / lab.notes_path
     submission = Submission("yours", lora, notes if notes.is_file() else None)
-    print(_TEXT[lang]["start"], flush=True)
+    print(tr(lang, "Grading your lora.py: the graded tests, and mypy --strict at the same time..."), flush=True)
 
     def progress(key: str, result: BlockGrade | ItemGrade) -> None:
         print(progress_line(key, result, lab, lang), flush=True)
@@ -168,7 +131,7 @@ def run_once(lab: Lab, lang: str, notebooks: Sequence[Block] = ()) -> Grade:
     # Your own code on your own machine: no sandbox needed (the instructor's grade uses one).
     grade = grade_submission(submission, seed=PUBLIC_SEED, limits=DEFAULT_LIMITS,
                              mypy_cache=WORKBOOK_ROOT / ".mypy_cache", sandbox=False,
-                             progress=progress)  # fmt: skip
+                             progress=progress, language=lang)  # fmt: skip
     print("\n" + render(grade, lab, lang), flush=True)
     if notebooks:
         print()
@@ -178,15 +141,15 @@ def run_once(lab: Lab, lang: str, notebooks: Sequence[Block] = ()) -> Grade:
 
 # ----------------------------------------------------------------------------- notebooks
 def run_notebooks(lora: Path, paths: Sequence[str], lang: str) -> dict[str, str]:
-    """nbval on the notebooks (paths relative to the workbook) with lora overlaid; print a line per
-    notebook as it ends: ok, or its first failing cell and that cell's error. Returns the lines."""
+    """nbval on the notebooks (paths relative to the workbook) with lora overlaid; print each notebook's
+    report as it ends (notebook_report). Returns the reports, by path."""
     from labkit.content.notebooks import (  # nbformat and nbclient: only here
         NBVAL_ARGS,
         PARALLEL_ARGS,
     )
 
-    t = _TEXT[lang]
-    print(t["nb_start"].format(count=len(paths)), flush=True)
+    print(tr(lang, "Running the notebooks on your code ({count}; a few seconds each)...").format(count=len(paths)),
+          flush=True)  # fmt: skip
     cells = {path: _code_cells(WORKBOOK_ROOT / path) for path in paths}
     lines: dict[str, str] = {}
 
@@ -204,7 +167,7 @@ def run_notebooks(lora: Path, paths: Sequence[str], lang: str) -> dict[str, str]
     run = run_overlay(lora, tests=paths, pytest_args=(*NBVAL_ARGS, *parallel),
                       timeout=NOTEBOOK_TIMEOUT, progress=show)  # fmt: skip
     show(run.outcomes, final=True)
-    print(t["nb_cells"], flush=True)
+    print(tr(lang, "(cells are numbered as In [n] in the stored notebook: code cells, from 1)"), flush=True)
     if not run.outcomes:
         print(_indent(last_lines(_clean(run.output), 8)), flush=True)
     return lines
@@ -221,21 +184,41 @@ def _code_cells(path: Path) -> int:
 
 
 def notebook_report(path: str, outcomes: Sequence[TestOutcome], lang: str) -> str:
-    """One notebook's line: ok, or its first failing cell and the error in a few lines."""
-    t = _TEXT[lang]
+    """One notebook's report: ok; or its first failing cell and the error in a few lines; or the first
+    cell whose output differs from the stored one, each differing line labelled as yours or stored."""
     name = Path(path).name
     if not outcomes:
-        return t["nb_none"].format(notebook=name)
+        return tr(lang, "{notebook}: did not run").format(notebook=name)
     ordered = sorted(outcomes, key=lambda o: _cell_index(o.nodeid))
     failed = next((o for o in ordered if o.outcome not in ("passed", "skipped")), None)
     if failed is None:
-        return t["nb_ok"].format(notebook=name, cells=len(ordered))
+        return tr(lang, "{notebook}: ok ({cells} cells)").format(notebook=name, cells=len(ordered))
     cell = _cell_index(failed.nodeid) + 1
     message = _clean(failed.message)
-    if message.startswith("Cell outputs differ"):
-        diff = last_lines(message.partition("\n")[2], 6)
-        return t["nb_differs"].format(notebook=name, cell=cell) + "\n" + _indent(diff)
-    return t["nb_failed"].format(notebook=name, cell=cell, error=cell_error(message))
+    if "Cell outputs differ" in "\n".join(message.splitlines()[:2]):  # nbval: the first line, or after its heading
+        head = tr(lang, "{notebook}: cell {cell} ran, but its output differs from the stored one:")
+        return head.format(notebook=name, cell=cell) + "\n" + _indent("\n".join(output_diff(message, lang)))
+    error = cell_error(message)
+    return tr(lang, "{notebook}: cell {cell} failed: {error}").format(notebook=name, cell=cell, error=error)
+
+
+def output_diff(message: str, lang: str, max_lines: int = 8) -> list[str]:
+    """The lines nbval's message says differ, as "yours:  ..." and "stored: ..." (at most max_lines).
+
+    nbval compares `reference_output == test_output`, and pytest writes that diff with "+" for the
+    stored output (the left side) and "-" for this run's; its "?" marker lines and its notes
+    ("Skipping ... use -v") are left out.
+    """
+    yours, stored = tr(lang, "yours: "), tr(lang, "stored:")
+    found = []
+    for line in message.splitlines():
+        if line.startswith("  - "):
+            found.append(f"{yours} {line[4:]}")
+        elif line.startswith("  + "):
+            found.append(f"{stored} {line[4:]}")
+    if not found:  # another kind of difference (an image, a missing output): nbval's own words
+        return last_lines(message.partition("\n")[2], 6).splitlines()
+    return found[:max_lines] + (["..."] if len(found) > max_lines else [])
 
 
 def _cell_index(nodeid: str) -> int:
@@ -268,20 +251,23 @@ def _stamp(paths: Sequence[Path]) -> tuple[float, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hint", metavar="BLOCK", help="show the hint of BLOCK (A to E)")
+    argv = sys.argv[1:] if argv is None else argv
+    lang = cli.language_of(argv)
+    description = tr(lang, "Where you stand in Lab 00, block by block, graded exactly as the instructor's `grade` does.")
+    parser = cli.parser("check", description, lang)
+    parser.add_argument("--hint", metavar="BLOCK", help=tr(lang, "show the hint of BLOCK (A to E)"))
     parser.add_argument("--notebooks", metavar="BLOCK", nargs="*",
-                        help="also run the blocks' notebooks on your code (all, or the blocks named)")  # fmt: skip
-    parser.add_argument("--watch", action="store_true", help="run again whenever lora.py or the notes file change")
-    parser.add_argument("--lang", choices=["en", "es"], help="language (default: from LANG)")
+                        help=tr(lang, "also run the blocks' notebooks on your code (all, or the blocks named)"))  # fmt: skip
+    parser.add_argument("--watch", action="store_true",
+                        help=tr(lang, "run again whenever lora.py or the notes file change"))  # fmt: skip
     args = parser.parse_args(argv)
-    lab, lang = load_lab(), user_language(args.lang)
+    lab = load_lab()
     if args.hint:
         try:
             block = lab.block(args.hint)
         except KeyError as exc:
             parser.error(f"--hint: {exc.args[0]}")
-        print(_TEXT[lang]["hint"].format(block=block.id, title=block.title[lang]))
+        print(tr(lang, "Hint for block {block} ({title}):").format(block=block.id, title=block.title[lang]))
         print(wrap(block.hint[lang]))
         return 0
     try:
@@ -293,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         complete = grade.points == grade.max_points and not grade.withheld
         return 0 if complete else 1
     watched = [WORKBOOK_ROOT / lab.submission, WORKBOOK_ROOT / lab.notes_path]
-    watching = "\n" + _TEXT[lang]["watch"].format(lora=lab.submission, notes=lab.notes_path)
+    watching = "\n" + tr(lang, "Watching {lora} and {notes} (Ctrl-C to stop)...").format(
+        lora=lab.submission, notes=lab.notes_path)  # fmt: skip
     print(watching, flush=True)
     stamp = _stamp(watched)
     try:

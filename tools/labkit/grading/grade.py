@@ -37,7 +37,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from types import FrameType
 
-from labkit.core.labinfo import Lab, load_lab, user_language
+from labkit.core import cli
+from labkit.core.labinfo import Lab, load_lab
 from labkit.core.leftovers import remove_left_folders, scratch_folder
 from labkit.core.memory import PeakMemory
 from labkit.core.overlay import STOP, Limits
@@ -54,6 +55,7 @@ from labkit.grading.grader import (
     grading_settings,
 )
 from labkit.grading.submission import Submission, find_submission, holds_lora
+from minituner.i18n import tr
 
 #: The prefix of a grade run's scratch folder (labkit.core.leftovers), in the temporary directory.
 SCRATCH_PREFIX = "labkit-grade-"
@@ -65,7 +67,8 @@ def is_class(path: Path, lab: Lab) -> bool:
     return path.is_dir() and not path.is_symlink() and not holds_lora(path, lab)
 
 
-def collect_submissions(paths: Sequence[Path], lab: Lab) -> list[Submission]:
+def collect_submissions(paths: Sequence[Path], lab: Lab, lang: str = "en") -> list[Submission]:
+    """The submissions at paths (a class: each of its entries); SystemExit (in lang) on names that clash."""
     found: list[Submission] = []
     for path in paths:
         if is_class(path, lab):  # each entry is a submission
@@ -76,14 +79,17 @@ def collect_submissions(paths: Sequence[Path], lab: Lab) -> list[Submission]:
     names = Counter(s.name for s in found)
     duplicated = [n for n, c in names.items() if c > 1]
     if duplicated:
-        raise SystemExit(f"grade: several submissions are named {', '.join(duplicated)}; rename them")
+        raise SystemExit("grade: " + tr(lang, "several submissions are named {names}; rename them").format(
+            names=", ".join(duplicated)))  # fmt: skip
     reserved = sorted(n for n in names if n in results.RESERVED_NAMES)
     if reserved:
-        raise SystemExit(f"grade: {', '.join(reserved)}: a submission may not be named like a file of the output folder; rename it")
+        raise SystemExit("grade: " + tr(lang, "{names}: a submission may not be named like a file of the output folder; "
+                                        "rename it").format(names=", ".join(reserved)))  # fmt: skip
     return found
 
 
-def shard(items: list[Submission], spec: str | None) -> list[Submission]:
+def shard(items: list[Submission], spec: str | None, lang: str = "en") -> list[Submission]:
+    """Shard I of N (spec "I/N") of items, sorted by name; all of them without a spec."""
     if not spec:
         return items
     try:
@@ -91,7 +97,7 @@ def shard(items: list[Submission], spec: str | None) -> list[Submission]:
         if not 1 <= i <= n:
             raise ValueError
     except ValueError:
-        raise SystemExit(f"grade: --shard expects I/N with 1 <= I <= N, got {spec!r}") from None
+        raise SystemExit("grade: " + tr(lang, "--shard expects I/N with 1 <= I <= N, got {spec}").format(spec=repr(spec))) from None
     return [s for k, s in enumerate(sorted(items, key=lambda s: s.name)) if k % n == i - 1]
 
 
@@ -106,6 +112,7 @@ def grade_all(
     sandbox: bool = True,
     mypy_cache: Path | None = None,
     on_grade: Callable[[Grade], None] | None = None,
+    language: str = "en",
 ) -> list[Grade]:
     """Grade submissions, jobs at a time; on_grade, when given, gets each grade as soon as it is done.
 
@@ -126,7 +133,7 @@ def grade_all(
         def grade_one(submission: Submission) -> Grade:
             with caches.held() as job_cache:
                 return grade_or_report(submission, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
-                                       mypy_cache=job_cache, sandbox=sandbox)  # fmt: skip
+                                       mypy_cache=job_cache, sandbox=sandbox, language=language)  # fmt: skip
 
         futures = {pool.submit(grade_one, s): s for s in submissions}
         try:
@@ -136,7 +143,7 @@ def grade_all(
                 if on_grade is not None:
                     on_grade(grade)
                 bar = "#" * (20 * done // len(futures))
-                withheld = " (withheld for review)" if grade.withheld else ""
+                withheld = " " + tr(language, "(withheld for review)") if grade.withheld else ""
                 print(f"\r[{bar:20}] {done}/{len(futures)}  {grade.name}: {grade.points:g} / {grade.max_points:g}{withheld}",
                       file=sys.stderr, flush=True)  # fmt: skip
         except BaseException:  # Ctrl-C, SIGTERM, or on_grade failing (a full disk): grade nothing more
@@ -148,19 +155,23 @@ def grade_all(
             pool.shutdown(wait=True)
             STOP.clear()
     if memory.peak:
-        print(f"\npeak memory of the grader and every process it started: {memory.peak / 2**30:.2f} GiB with {jobs} "
-              f"job(s), {memory.peak / jobs / 2**30:.2f} GiB per job", file=sys.stderr)  # fmt: skip
+        peak = tr(language, "peak memory of the grader and every process it started: {total:.2f} GiB with {jobs} "
+                  "job(s), {per_job:.2f} GiB per job").format(
+                      total=memory.peak / 2**30, jobs=jobs, per_job=memory.peak / jobs / 2**30)  # fmt: skip
+        print("\n" + peak, file=sys.stderr)
     return sorted(grades, key=lambda g: g.name)
 
 
 @contextlib.contextmanager
-def stop_signals() -> Iterator[None]:
+def stop_signals(lang: str = "en") -> Iterator[None]:
     """Make the first Ctrl-C or SIGTERM a KeyboardInterrupt, and ignore those that come while stopping.
 
     A second Ctrl-C would otherwise break the stopping itself (the tracebacks of an interrupted
-    interrupt); the stopping takes seconds (grade_all).
+    interrupt); the stopping takes seconds (grade_all). What it says then is in lang.
     """
     stopping = False
+    # Translated now: the handler must not load a catalog (it may land anywhere, inside a print too).
+    said = ("\ngrade: " + tr(lang, "stopping: ending the runs that are going...") + "\n").encode()
 
     def first(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -168,7 +179,7 @@ def stop_signals() -> Iterator[None]:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
         # os.write, not print: a signal that lands inside a print to stderr would make print reentrant.
-        os.write(2, b"\ngrade: stopping: ending the runs that are going...\n")
+        os.write(2, said)
         raise KeyboardInterrupt
 
     saved = {sig: signal.signal(sig, first) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -193,69 +204,79 @@ def class_listing(paths: Sequence[Path], submissions: Sequence[Submission], spec
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="grade", description=__doc__.split("\n\n")[0])
-    parser.add_argument("submissions", nargs="*", type=Path, help="lora.py files or submission directories")
-    parser.add_argument("--out", type=Path, default=Path("grades"), help="where results go (default ./grades)")
-    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
-    parser.add_argument("--shard", help="grade only shard I of N (I/N), for several machines; then --merge")
-    parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR", help="merge results of shards into --out")
-    parser.add_argument("--regrade", action="store_true", help="grade every submission again, current results too")
-    parser.add_argument("--roster", type=Path, help="GitHub Classroom's roster export (CSV), kept in --out: "
-                        "names each submission's student and writes canvas.csv and moodle.csv")  # fmt: skip
-    parser.add_argument("--hidden-tests", type=Path, help="a directory of extra graded tests, kept outside the workbook")
-    parser.add_argument("--seed", type=int, default=DEFAULT_GRADER_SEED, help="the grader's seed (MINITUNER_SEED)")
-    parser.add_argument("--test-timeout", type=float, default=DEFAULT_LIMITS.test_timeout_s, help="seconds per test")
-    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds of tests per submission")
-    parser.add_argument("--memory-mb", type=int, default=DEFAULT_LIMITS.memory_mb, help="address space per process")
-    parser.add_argument("--output-mb", type=int, default=DEFAULT_LIMITS.output_mb, help="output per process")
-    parser.add_argument("--lang", choices=["en", "es"], help="language of the feedback (default: from LANG)")
-    parser.add_argument("--mypy-cache", type=Path, help="keep mypy's cache in this directory between runs "
-                        "(several shards on one machine); by default each run has its own")  # fmt: skip
+    argv = sys.argv[1:] if argv is None else argv
+    lang = cli.language_of(argv)  # the language of everything grade says, and of the feedback it writes
+    description = tr(lang, "Grade one or many submissions of Lab 00, in parallel, with limits; write the results.")
+    parser = cli.parser("grade", description, lang)
+    parser.add_argument("submissions", nargs="*", type=Path, help=tr(lang, "lora.py files or submission directories"))
+    parser.add_argument("--out", type=Path, default=Path("grades"), help=tr(lang, "where results go (default ./grades)"))
+    parser.add_argument("--jobs", type=int, default=1, help=tr(lang, "submissions graded at once (default 1)"))
+    parser.add_argument("--shard", help=tr(lang, "grade only shard I of N (I/N), for several machines; then --merge"))
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                        help=tr(lang, "merge results of shards into --out"))  # fmt: skip
+    parser.add_argument("--regrade", action="store_true",
+                        help=tr(lang, "grade every submission again, current results too"))  # fmt: skip
+    parser.add_argument("--roster", type=Path, help=tr(lang, "GitHub Classroom's roster export (CSV), kept in --out: "
+                        "names each submission's student and writes canvas.csv and moodle.csv"))  # fmt: skip
+    parser.add_argument("--hidden-tests", type=Path,
+                        help=tr(lang, "a directory of extra graded tests, kept outside the workbook"))  # fmt: skip
+    parser.add_argument("--seed", type=int, default=DEFAULT_GRADER_SEED,
+                        help=tr(lang, "the grader's seed (MINITUNER_SEED)"))  # fmt: skip
+    parser.add_argument("--test-timeout", type=float, default=DEFAULT_LIMITS.test_timeout_s,
+                        help=tr(lang, "seconds per test"))  # fmt: skip
+    parser.add_argument("--time-limit", type=float, default=300.0, help=tr(lang, "seconds of tests per submission"))
+    parser.add_argument("--memory-mb", type=int, default=DEFAULT_LIMITS.memory_mb,
+                        help=tr(lang, "address space per process"))  # fmt: skip
+    parser.add_argument("--output-mb", type=int, default=DEFAULT_LIMITS.output_mb, help=tr(lang, "output per process"))
+    parser.add_argument("--mypy-cache", type=Path, help=tr(lang, "keep mypy's cache in this directory between runs "
+                        "(several shards on one machine); by default each run has its own"))  # fmt: skip
     parser.add_argument("--no-sandbox", action="store_true",
-                        help="grade without the bubblewrap sandbox (only for submissions you trust)")  # fmt: skip
+                        help=tr(lang, "grade without the bubblewrap sandbox (only for submissions you trust)"))  # fmt: skip
     args = parser.parse_args(argv)
     if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+        parser.error(tr(lang, "--jobs must be at least 1, got {jobs}").format(jobs=args.jobs))
     if args.hidden_tests and not args.hidden_tests.is_dir():
-        parser.error(f"--hidden-tests must be a directory, got {args.hidden_tests}")
+        parser.error(tr(lang, "--hidden-tests must be a directory, got {path}").format(path=args.hidden_tests))
     missing = [str(p) for p in args.submissions if not p.exists()]
     if missing:
-        parser.error(f"SUBMISSION must exist: {', '.join(missing)}")
+        parser.error(tr(lang, "SUBMISSION must exist: {paths}").format(paths=", ".join(missing)))
     try:
-        with stop_signals():
-            return _merge(args) if args.merge else _grade(args)
+        with stop_signals(lang):
+            return _merge(args, lang) if args.merge else _grade(args, lang)
     except (results.ResultsError, lms.ReviewError) as exc:
         print(f"grade: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the grader's own machine (a full disk, a folder it may not write): every finished result is kept
-        print(f"grade: {exc}; the results written so far are kept: fix it and run the same command again", file=sys.stderr)
+        print("grade: " + tr(lang, "{error}; the results written so far are kept: fix it and run the same command "
+                             "again").format(error=exc), file=sys.stderr)  # fmt: skip
         return 1
     except KeyboardInterrupt:  # before any grading started: nothing to keep
-        print("grade: stopped before anything was graded", file=sys.stderr)
+        print("grade: " + tr(lang, "stopped before anything was graded"), file=sys.stderr)
         return INTERRUPTED
 
 
-def _roster_text(roster: Path | None) -> str | None:
+def _roster_text(roster: Path | None, lang: str) -> str | None:
     """The roster's text, once checked (None without --roster); kept in the output folder for later runs."""
     if roster is None:
         return None
-    lms.read_roster(roster)
+    lms.read_roster(roster, lang)
     return roster.read_text(encoding="utf-8-sig")
 
 
-def _merge(args: argparse.Namespace) -> int:
-    roster = _roster_text(args.roster)
-    with results.locked(args.out):
-        book = results.merge(args.merge, args.out, user_language(args.lang), roster)
-    print(f"merged {len(book.graded)} results into {args.out}/ (gradebook.csv, summary.md)")
-    _report(book, args.out)
+def _merge(args: argparse.Namespace, lang: str) -> int:
+    roster = _roster_text(args.roster, lang)
+    with results.locked(args.out, lang):
+        book = results.merge(args.merge, args.out, lang, roster)
+    print(tr(lang, "merged {count} results into {folder}/ (gradebook.csv, summary.md)").format(
+        count=len(book.graded), folder=args.out))  # fmt: skip
+    _report(book, args.out, lang)
     return 0
 
 
-def _grade(args: argparse.Namespace) -> int:
-    lab, lang = load_lab(), user_language(args.lang)
+def _grade(args: argparse.Namespace, lang: str) -> int:
+    lab = load_lab()
     if args.no_sandbox:
-        print(f"grade: WARNING: {UNSANDBOXED[lang]}", file=sys.stderr)
+        print("grade: " + tr(lang, "WARNING: {notice}").format(notice=UNSANDBOXED[lang]), file=sys.stderr)
     else:
         try:
             probe()
@@ -265,27 +286,30 @@ def _grade(args: argparse.Namespace) -> int:
     limits = Limits(args.memory_mb, args.output_mb, args.test_timeout)
     hidden = args.hidden_tests.resolve() if args.hidden_tests else None
     settings = grading_settings(seed=args.seed, limits=limits, time_limit=args.time_limit, hidden=hidden,
-                                sandbox=not args.no_sandbox)  # fmt: skip
+                                sandbox=not args.no_sandbox, language=lang)  # fmt: skip
     removed, size = remove_left_folders(SCRATCH_PREFIX)
     if removed:
-        print(f"grade: removed {removed} temporary folder(s) that killed runs left ({size / 2**20:.0f} MB)", file=sys.stderr)
+        print("grade: " + tr(lang, "removed {count} temporary folder(s) that killed runs left ({size:.0f} MB)").format(
+            count=removed, size=size / 2**20), file=sys.stderr)  # fmt: skip
     start = time.monotonic()
     stopped = False
-    roster = _roster_text(args.roster)
-    with results.locked(args.out), scratch_folder(SCRATCH_PREFIX), contextlib.ExitStack() as stack:
+    roster = _roster_text(args.roster, lang)
+    with results.locked(args.out, lang), scratch_folder(SCRATCH_PREFIX), contextlib.ExitStack() as stack:
         if roster is not None:
             results.write_atomic(args.out / lms.ROSTER_FILE, roster)
         paths = args.submissions or [stack.enter_context(materialized(lab=lab))]  # the examples, as a class
-        collected = collect_submissions(paths, lab)
-        submissions = shard(collected, args.shard)
-        listing = class_listing(paths, submissions, args.shard, results.read_class(args.out), lab, [s.name for s in collected])
+        collected = collect_submissions(paths, lab, lang)
+        submissions = shard(collected, args.shard, lang)
+        old = results.read_class(args.out, lang)
+        listing = class_listing(paths, submissions, args.shard, old, lab, [s.name for s in collected])
         results.write_class(args.out, listing)
         done, _ = results.read_results(args.out)
         todo = [s for s in submissions
                 if args.regrade or s.name not in done or not results.is_current(done[s.name], s, settings)]  # fmt: skip
         if len(todo) < len(submissions):
-            print(f"{len(submissions) - len(todo)} of {len(submissions)} submissions already have a current result "
-                  "(same files, same settings) and are kept; --regrade grades them again")  # fmt: skip
+            print(tr(lang, "{kept} of {count} submissions already have a current result (same files, same settings) "
+                     "and are kept; --regrade grades them again").format(
+                         kept=len(submissions) - len(todo), count=len(submissions)))  # fmt: skip
 
         graded: list[str] = []
 
@@ -296,32 +320,39 @@ def _grade(args: argparse.Namespace) -> int:
 
         try:
             grade_all(todo, jobs=args.jobs, seed=args.seed, limits=limits, time_limit=args.time_limit, hidden=hidden,
-                      sandbox=not args.no_sandbox, mypy_cache=args.mypy_cache, on_grade=keep)  # fmt: skip
+                      sandbox=not args.no_sandbox, mypy_cache=args.mypy_cache, on_grade=keep, language=lang)  # fmt: skip
         except KeyboardInterrupt:
             stopped = True
-        book = results.rebuild(args.out)
-    print(f"\ngraded {len(graded)} of {len(todo)} submission(s) to grade in {time.monotonic() - start:.1f} s "
-          f"with {args.jobs} job(s)")  # fmt: skip
+        book = results.rebuild(args.out, lang)
+    print("\n" + tr(lang, "graded {graded} of {count} submission(s) to grade in {seconds:.1f} s with {jobs} job(s)").format(
+        graded=len(graded), count=len(todo), seconds=time.monotonic() - start, jobs=args.jobs))  # fmt: skip
+    withheld = tr(lang, "WITHHELD FOR REVIEW")
     for g in book.graded:
         print(f"  {g.name:28} {g.points:6g} / {g.max_points:g}  " + " ".join(f"{b.id}:{b.points:g}" for b in g.blocks)
               + (f"  ({g.problem[lang].splitlines()[0]})" if g.problem else "")
-              + ("  WITHHELD FOR REVIEW" if g.withheld else ""))  # fmt: skip
-    print(f"results in {args.out}/ (gradebook.csv, summary.md, <name>/feedback.md)")
-    _report(book, args.out)
+              + (f"  {withheld}" if g.withheld else ""))  # fmt: skip
+    print(tr(lang, "results in {folder}/ (gradebook.csv, summary.md, <name>/feedback.md)").format(folder=args.out))
+    _report(book, args.out, lang)
     if stopped:
-        print(f"grade: stopped. {len(book.graded)} of {len(book.graded) + len(book.missing)} submissions have a "
-              "result, and the gradebook holds them; run the same command again to grade the others", file=sys.stderr)  # fmt: skip
+        print("grade: " + tr(lang, "stopped. {graded} of {count} submissions have a result, and the gradebook holds "
+                             "them; run the same command again to grade the others").format(
+                                 graded=len(book.graded), count=len(book.graded) + len(book.missing)),
+              file=sys.stderr)  # fmt: skip
         return INTERRUPTED
     return 0
 
 
-def _report(book: results.Gradebook, out: Path) -> None:
+def _report(book: results.Gradebook, out: Path, lang: str) -> None:
+    """What the gradebook leaves out, on stderr: submissions of no rostered student, results not of the class."""
     if book.unrostered:
-        print(f"grade: {len(book.unrostered)} submission(s) match no student of the roster and are not in canvas.csv "
-              f"or moodle.csv: {', '.join(book.unrostered)}", file=sys.stderr)  # fmt: skip
+        print("grade: " + tr(lang, "{count} submission(s) match no student of the roster and are not in canvas.csv or "
+                             "moodle.csv: {names}").format(count=len(book.unrostered), names=", ".join(book.unrostered)),
+              file=sys.stderr)  # fmt: skip
     if book.stale:
-        print(f"grade: {len(book.stale)} result(s) in {out}/ are not of this class and are left out of the gradebook: "
-              f"{', '.join(book.stale)} (delete those folders if they are not needed)", file=sys.stderr)  # fmt: skip
+        print("grade: " + tr(lang, "{count} result(s) in {folder}/ are not of this class and are left out of the "
+                             "gradebook: {names} (delete those folders if they are not needed)").format(
+                                 count=len(book.stale), folder=out, names=", ".join(book.stale)),
+              file=sys.stderr)  # fmt: skip
 
 
 if __name__ == "__main__":

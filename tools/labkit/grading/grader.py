@@ -61,16 +61,14 @@ from labkit.grading.submission import (
     read_text,
     said,
 )
+from minituner.i18n import N_, tr
 
 HIDDEN_DIR = "tests/hidden"  # where hidden tests go in the judge's copy (never in the worker's)
-HIDDEN_MESSAGE = "a hidden test of this block did not pass (hidden tests show their block and outcome only)"
+HIDDEN_MESSAGE = N_("a hidden test of this block did not pass (hidden tests show their block and outcome only)")
 DEFAULT_GRADER_SEED = 20261123  # not the students' 0: answers hard-coded for the public seed fail
 DEFAULT_LIMITS = Limits(memory_mb=4096, output_mb=64, test_timeout_s=60)
-#: A block's status (BlockGrade.status) as `check` and the feedback files show it.
-STATUS_LABELS = {
-    "en": {"done": "done", "failing": "failing", "not started": "not started", "crashed": "crashed"},
-    "es": {"done": "terminado", "failing": "con fallos", "not started": "sin empezar", "crashed": "interrumpido"},
-}
+#: A block's status (BlockGrade.status) as `check` and the feedback files show it (status_label).
+STATUS_LABELS = {"done": N_("done"), "failing": N_("failing"), "not started": N_("not started"), "crashed": N_("crashed")}
 #: The judge's address space (a pytest process with torch takes about 0.7 GB of it).
 JUDGE_MEMORY_MB = 4096
 #: Seconds the judge's own pytest may take past a test's limit (its checks; the worker's restart).
@@ -212,6 +210,11 @@ def _extra(hidden: Path | None) -> dict[str, Path]:
     return {HIDDEN_DIR: hidden} if hidden else {}
 
 
+def status_label(status: str, lang: str) -> str:
+    """A block's status (BlockGrade.status) in lang."""
+    return tr(lang, STATUS_LABELS[status])
+
+
 def grade_submission(
     submission: Submission,
     *,
@@ -222,11 +225,13 @@ def grade_submission(
     mypy_cache: Path | None = None,
     sandbox: bool = True,
     progress: Progress | None = None,
+    language: str = "en",
 ) -> Grade:
     """Grade one submission; sandbox=False only for code the caller trusts (a student's own check).
 
     progress, when given, is called as results come (see Progress). mypy runs at the same time as
     the tests: while the judge waits for its worker to import torch, its cold start costs nothing.
+    The graded tests write their messages in language (minituner.i18n).
     """
     lab = load_lab()
     start, started = time.monotonic(), time.time()
@@ -247,12 +252,12 @@ def grade_submission(
             reported: set[str] = set()
             outcomes, problem, record = _run_judge(
                 lora, Path(tmp), seed, limits, time_limit, hidden, sandbox, submission.notes is not None,
-                _block_progress(progress, lab, expected, reported),
+                _block_progress(progress, lab, expected, reported), language,
             )  # fmt: skip
             violations += [{"line": 0, "code": "report", "text": _evidence_text(e)} for e in record.evidence]
             any_passed = any(o.outcome == "passed" for o in outcomes.values())
             if progress is not None and not problem:  # the blocks whose tests did not all get a result
-                final = _test_results(expected, outcomes, problem)
+                final = _test_results(expected, outcomes, problem, language)
                 for block in lab.blocks:
                     if block.id not in reported:
                         progress(block.id, _block_grade(block, lab, expected, final))
@@ -261,27 +266,33 @@ def grade_submission(
             if progress is not None:
                 progress("typecheck", typecheck)
                 progress("notes", notes)
-    tests = _test_results(expected, outcomes, problem)
+    tests = _test_results(expected, outcomes, problem, language)
     blocks = [_block_grade(block, lab, expected, tests) for block in lab.blocks]
     notices = [] if sandbox else [UNSANDBOXED]
     seconds = round(time.monotonic() - start, 1)
-    settings = grading_settings(seed=seed, limits=limits, time_limit=time_limit, hidden=hidden, sandbox=sandbox)
+    settings = grading_settings(seed=seed, limits=limits, time_limit=time_limit, hidden=hidden, sandbox=sandbox,
+                                language=language)  # fmt: skip
     audit = audit_record(submission, settings=settings, started=started, seconds=seconds)
     return Grade(submission.name, blocks, typecheck, notes, problem, seconds, tests, violations, notices, audit)
 
 
-def grading_settings(*, seed: int, limits: Limits, time_limit: float, hidden: Path | None, sandbox: bool) -> dict[str, object]:
-    """What, besides the submission's files, decides a grade: two grades made with equal settings agree."""
+def grading_settings(*, seed: int, limits: Limits, time_limit: float, hidden: Path | None, sandbox: bool,
+                     language: str = "en") -> dict[str, object]:  # fmt: skip
+    """What, besides the submission's files, decides a grade: two grades made with equal settings agree.
+
+    language is that of the tests' messages, which a grade keeps (the feedback quotes them).
+    """
     return {
         "workbook_commit": _workbook_commit(),
         "seed": seed,
         "hidden_tests_sha256": _tree_sha256(hidden),
         "limits": {**asdict(limits), "time_limit_s": time_limit, "sandbox": sandbox},
+        "language": language,
     }
 
 
 #: The keys of an audit record that grading_settings gives (the rest: the files' digests, when, how long).
-SETTING_KEYS = ("workbook_commit", "seed", "hidden_tests_sha256", "limits")
+SETTING_KEYS = ("workbook_commit", "seed", "hidden_tests_sha256", "limits", "language")
 
 
 def audit_record(submission: Submission, *, settings: Mapping[str, object], started: float, seconds: float) -> dict[str, object]:
@@ -334,7 +345,7 @@ def _tree_sha256(folder: Path | None) -> str | None:
 
 def grade_or_report(submission: Submission, *, seed: int = DEFAULT_GRADER_SEED, limits: Limits = DEFAULT_LIMITS,
                     time_limit: float = 300.0, hidden: Path | None = None, sandbox: bool = True,
-                    **options: Any) -> Grade:  # fmt: skip
+                    language: str = "en", **options: Any) -> Grade:  # fmt: skip
     """grade_submission, except that an error of the grader's while grading it is this submission's grade.
 
     That grade is 0, withheld for review (violation code "grader"), with the error and the audit
@@ -343,7 +354,7 @@ def grade_or_report(submission: Submission, *, seed: int = DEFAULT_GRADER_SEED, 
     start, started = time.monotonic(), time.time()
     try:
         return grade_submission(submission, seed=seed, limits=limits, time_limit=time_limit, hidden=hidden,
-                                sandbox=sandbox, **options)  # fmt: skip
+                                sandbox=sandbox, language=language, **options)  # fmt: skip
     except Exception as exc:  # whatever went wrong, for this submission only
         lab = load_lab()
         why = f"{type(exc).__name__}: {str(exc)[:500]}"
@@ -352,7 +363,8 @@ def grade_or_report(submission: Submission, *, seed: int = DEFAULT_GRADER_SEED, 
         seconds = round(time.monotonic() - start, 1)
         audit: dict[str, object] = {}
         with contextlib.suppress(Exception):  # the audit of a grade the grader could not make is best effort
-            settings = grading_settings(seed=seed, limits=limits, time_limit=time_limit, hidden=hidden, sandbox=sandbox)
+            settings = grading_settings(seed=seed, limits=limits, time_limit=time_limit, hidden=hidden, sandbox=sandbox,
+                                        language=language)  # fmt: skip
             audit = audit_record(submission, settings=settings, started=started, seconds=seconds)
         return Grade(submission.name, blocks, _item(0.0, lab.typecheck.points, False, problem),
                      _item(0.0, lab.notes.points, False, problem), problem, seconds, [],
@@ -360,7 +372,8 @@ def grade_or_report(submission: Submission, *, seed: int = DEFAULT_GRADER_SEED, 
 
 
 def _test_results(expected: Sequence[tuple[str, str]], outcomes: Mapping[str, TestOutcome],
-                  problem: Mapping[str, str]) -> list[TestResult]:  # fmt: skip
+                  problem: Mapping[str, str], language: str = "en") -> list[TestResult]:  # fmt: skip
+    """Every expected test's result, its message in language (a hidden test's: its outcome only)."""
     results = []
     hidden = 0
     for nodeid, _ in expected:
@@ -368,12 +381,12 @@ def _test_results(expected: Sequence[tuple[str, str]], outcomes: Mapping[str, Te
         result = TestResult(
             nodeid.rpartition("::")[2],
             outcome.outcome if outcome else "not run",
-            outcome.message if outcome else (problem.get("en") or "the test did not run"),
+            outcome.message if outcome else (problem.get(language) or tr(language, "the test did not run")),
             outcome.exc_type if outcome else None,
         )
         if nodeid.startswith(HIDDEN_DIR + "/"):  # its block and outcome only: never its name or its text
             hidden += 1
-            shown = HIDDEN_MESSAGE if result.outcome != "passed" else ""
+            shown = tr(language, HIDDEN_MESSAGE) if result.outcome != "passed" else ""
             result = TestResult(f"hidden test {hidden}", result.outcome, shown, result.exc_type)
         results.append(result)
     return results
@@ -450,6 +463,7 @@ def _run_judge(
     sandbox: bool,
     notes: bool,
     progress: Callable[[Mapping[str, TestOutcome]], None] | None = None,
+    language: str = "en",
 ) -> tuple[dict[str, TestOutcome], dict[str, str], JudgeRecord]:
     """Outcomes by nodeid, the reason nothing could be graded (by language; empty if the tests ran), the judge's record.
 
@@ -482,7 +496,7 @@ def _run_judge(
     )
     run = run_overlay(
         candidate, tests=_test_paths(hidden), pytest_args=["-p", "labkit.grading.judge"],
-        env={"MINITUNER_SEED": str(seed), JUDGE_ENV: json.dumps(dataclasses.asdict(config))},
+        env={"MINITUNER_SEED": str(seed), JUDGE_ENV: json.dumps(dataclasses.asdict(config)), "LANGUAGE": language},
         timeout=time_limit + JUDGE_GRACE_S, limits=judge_limits, extra=_extra(hidden),
         progress=(lambda results: progress({o.nodeid: o for o in results})) if progress else None,
     )  # fmt: skip
@@ -562,7 +576,7 @@ def _env(workdir: Path, sandbox: bool) -> dict[str, str]:
 
 _NO_TEST_PASSES = {
     "en": "mypy --strict passes, but no graded test does yet: the type check counts from the first one",
-    "es": "mypy --strict pasa, pero todavía ningún test evaluable: la comprobación de tipos cuenta desde el primero",
+    "es": "mypy --strict pasa, pero todavía no pasa ningún test evaluable: la comprobación de tipos cuenta desde el primero",
 }
 
 

@@ -40,13 +40,16 @@ from labkit.core.overlay import Limits, limit_resources, sandbox_env
 from labkit.core.sandbox import LABKIT_DIR, sandboxed
 from labkit.core.seccomp import program_fd
 from labkit.core.worker import import_problem
+from minituner.i18n import N_, _
 
 JUDGE_ENV = "LABKIT_JUDGE"
 HANGS_PER_BLOCK = 2
-HUNG_BLOCK = (
-    f"not run: {HANGS_PER_BLOCK} scenarios of this block ran over their time limit and had to be stopped, "
-    "so its other tests were not run"
-)
+#: The failure of a block's tests once HANGS_PER_BLOCK of its scenarios have hung ({count}: that number).
+HUNG_BLOCK = N_("not run: {count} scenarios of this block ran over their time limit and had to be stopped, "
+                "so its other tests were not run")  # fmt: skip
+#: Why a frame broke the protocol (kept in English as evidence; shown translated in the failure).
+NOT_A_GREETING = N_("a first frame that is not the worker's greeting: {frame}")
+NOT_AN_ANSWER = N_("an answer that is neither an observation nor an exception: {frame}")
 STARTUP_S = 120.0  # seconds a worker may take to import torch and the submission
 MAX_EVIDENCE = 5  # broken frames kept as evidence (one is enough to withhold)
 STDERR_TAIL = 2000  # characters of a dead worker's stderr quoted in its test's failure
@@ -133,7 +136,10 @@ class _Worker:
         return receive(self.read_fd, deadline)
 
     def stop(self) -> str:
-        """Kill the worker's whole session; what it wrote to stderr, last lines first cut."""
+        """Kill the worker's whole session; how it ended and what it wrote to stderr (last lines first cut).
+
+        Said in the environment's language (minituner.i18n): it goes into a test's failure.
+        """
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         code = self.proc.wait()
@@ -145,12 +151,22 @@ class _Worker:
         self.stderr.seek(max(0, size - STDERR_TAIL))
         tail = self.stderr.read().decode("utf-8", errors="replace").strip()
         self.stderr.close()
-        status = f"exit status {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
-        return f"({status})" + (f"; its last output:\n{tail}" if tail else "")
+        if code >= 0:
+            status = _("exit status {code}").format(code=code)
+        else:
+            status = _("killed by {signal}").format(signal=signal.Signals(-code).name)
+        if not tail:
+            return f"({status})"
+        # i18n: {status} is how the process ended ("exit status 1", "killed by SIGKILL"); {output}, its last lines
+        return _("({status}); its last output:\n{output}").format(status=status, output=tail)
 
 
 class Judge:
-    """The plugin's state for one session: the worker, the time limits, the hangs, the record."""
+    """The plugin's state for one session: the worker, the time limits, the hangs, the record.
+
+    What fails a test (a Timeout, a Crash, a ProtocolError) is said in the environment's language,
+    which the grader sets (LANGUAGE) to that of the feedback; the evidence is kept in English.
+    """
 
     def __init__(self, config: JudgeConfig) -> None:
         self.config = config
@@ -166,7 +182,7 @@ class Judge:
         if self.config.worker_dir is None:
             return self._here(name, inputs, seed)
         if self.hangs[block] >= HANGS_PER_BLOCK:
-            raise Timeout(HUNG_BLOCK)
+            raise Timeout(_(HUNG_BLOCK).format(count=HANGS_PER_BLOCK))
         deadline = self._deadline()
         worker = self._worker(deadline)
         try:
@@ -174,13 +190,13 @@ class Judge:
         except ChannelTimeout:
             self._stop()
             self.hangs[block] += 1
-            raise Timeout(
-                f"Timeout: the scenario {name} ran over its time limit and its process was stopped "
-                "(an endless loop, or a wait that ignores signals?)"
-            ) from None
+            raise Timeout(_("Timeout: the scenario {scenario} ran over its time limit and its process was stopped "
+                            "(an endless loop, or a wait that ignores signals?)").format(scenario=name)) from None
         except ChannelClosed:
             why = self._stop()
-            raise Crash(f"the process running your code died during the scenario {name} {why}") from None
+            # i18n: {why} is how the process ended, and its last output: "(exit status 1); its last output: ..."
+            raise Crash(_("the process running your code died during the scenario {scenario} {why}").format(
+                scenario=name, why=why)) from None  # fmt: skip
         except ChannelError as exc:
             self._broken(name, str(exc))
         return self._answer(name, reply)
@@ -204,7 +220,7 @@ class Judge:
         if self.config.deadline is not None:
             deadline = min(deadline, time.monotonic() + self.config.deadline - time.time())
         if deadline <= time.monotonic():
-            raise Timeout("Timeout: no time was left for this test (the submission's time limit ran out)")
+            raise Timeout(_("Timeout: no time was left for this test (the submission's time limit ran out)"))
         return deadline
 
     def start(self) -> None:
@@ -224,10 +240,11 @@ class Judge:
             hello = worker.hello(min(deadline, time.monotonic() + STARTUP_S))
         except ChannelTimeout:
             self._stop()
-            raise Timeout("Timeout: importing your lora.py did not finish before the time limit") from None
+            raise Timeout(_("Timeout: importing your lora.py did not finish before the time limit")) from None
         except ChannelClosed:
             why = self._stop()
-            self.record.import_error = f"the process ended while importing the submission {why}"
+            # i18n: {why} is how the process ended, and its last output: "(exit status 1); its last output: ..."
+            self.record.import_error = _("the process ended while importing the submission {why}").format(why=why)
             raise SubmissionImportError(self.record.import_error) from None
         except ChannelError as exc:
             self._broken("its greeting", str(exc))
@@ -236,15 +253,20 @@ class Judge:
             self.record.import_error = hello["import_error"]
             raise SubmissionImportError(self.record.import_error)
         if hello != {"ready": True}:
-            self._broken("its greeting", f"a first frame that is not the worker's greeting: {str(hello)[:100]}")
+            self._broken("its greeting", NOT_A_GREETING, frame=str(hello)[:100])
         worker.greeted = True
         return worker
 
-    def _broken(self, name: str, why: str) -> NoReturn:
-        """Stop the worker, keep why as evidence, and fail the scenario name."""
+    def _broken(self, name: str, why: str, **fields: str) -> NoReturn:
+        """Stop the worker, keep why as evidence, and fail the scenario name.
+
+        why is the channel's own error, or (with fields) one of the messages above, formatted with them:
+        the evidence keeps it in English, the failure says it in the environment's language.
+        """
         self._stop()
-        self._evidence(f"{name}: {why}")
-        raise ProtocolError(f"the process running your code broke the grader's protocol ({why})")
+        self._evidence(f"{name}: {why.format(**fields) if fields else why}")
+        shown = _(why).format(**fields) if fields else why
+        raise ProtocolError(_("the process running your code broke the grader's protocol ({why})").format(why=shown))
 
     def _answer(self, name: str, reply: Any) -> dict[str, Any]:
         """The observation in reply, or the scenario's exception raised again here."""
@@ -254,7 +276,7 @@ class Judge:
         raised = reply.get("raised") if type(reply) is dict and set(reply) == {"raised"} else None
         if type(raised) is dict and type(raised.get("type")) is str and type(raised.get("message")) is str:
             raise _exception(raised["type"], raised["message"])
-        self._broken(name, f"an answer that is neither an observation nor an exception: {str(reply)[:100]}")
+        self._broken(name, NOT_AN_ANSWER, frame=str(reply)[:100])
 
     def _evidence(self, text: str) -> None:
         if len(self.record.evidence) < MAX_EVIDENCE:

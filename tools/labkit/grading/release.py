@@ -13,7 +13,6 @@ the reference (beyond ordinary PyTorch idioms) and no link to what was left out 
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -23,9 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labkit.core import cli
 from labkit.core.edits import EditError, apply_edits
 from labkit.core.overlay import REFERENCE, STUBS, WORKBOOK_ROOT
 from labkit.core.tomlread import read_toml
+from minituner.i18n import tr
 
 EDITION_FILE = WORKBOOK_ROOT / "tools" / "release" / "edition.toml"
 #: A link (Markdown inline or reference, or HTML) whose target names a folder the edition leaves out.
@@ -33,7 +34,7 @@ LEFT_OUT_LINK = re.compile(r"""(?:\]\(|\]:\s*|href=["'])[^)\s"']*\b(?:solutions|
 
 
 class ReleaseError(Exception):
-    """The edition cannot be written as asked: a target in the way, an edit gone stale, a leak."""
+    """The edition cannot be written as asked: a target in the way, an edit gone stale, a leak (said in the lang asked)."""
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,16 @@ def under(path: str, prefixes: Sequence[str]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
-def edition_files(edition: Edition, root: Path = WORKBOOK_ROOT, *, committed: bool = True) -> dict[str, bytes]:
+def edition_files(edition: Edition, root: Path = WORKBOOK_ROOT, *, committed: bool = True,
+                  lang: str = "en") -> dict[str, bytes]:  # fmt: skip
     """Every file of the edition, by its path in it, with its content as committed or as it is (edits applied)."""
     committed_files = tracked_files(root, committed=committed)
     files = {p: data for p, data in committed_files.items() if under(p, edition.include) and not under(p, edition.exclude)}
     files.update({target: committed_files[source] for target, source in edition.files.items()})
     for path, edits in edition.edits.items():
         if path not in files:
-            raise ReleaseError(f"{EDITION_FILE.name}: an edit of {path}, which the edition does not hold")
+            raise ReleaseError(tr(lang, "{file}: an edit of {path}, which the edition does not hold").format(
+                file=EDITION_FILE.name, path=path))  # fmt: skip
         try:
             files[path] = apply_edits(path, edits, files[path].decode("utf-8")).encode("utf-8")
         except EditError as exc:
@@ -133,8 +136,8 @@ def _lines(path: str, text: str) -> list[str]:
     return parts
 
 
-def leaks(files: dict[str, bytes], secret: frozenset[str]) -> list[str]:
-    """Where the edition would give the reference away: its lines, or links to what it leaves out."""
+def leaks(files: dict[str, bytes], secret: frozenset[str], lang: str = "en") -> list[str]:
+    """Where the edition would give the reference away (in lang): its lines, or links to what it leaves out."""
     found = []
     for path, data in sorted(files.items()):
         try:
@@ -143,31 +146,38 @@ def leaks(files: dict[str, bytes], secret: frozenset[str]) -> list[str]:
             continue  # images: no code in them
         for number, line in enumerate(_lines(path, text), 1):
             if line.strip() in secret:
-                found.append(f"{path}:{number}: a line of the reference: {line.strip()}")
+                found.append(tr(lang, "{file}:{line}: a line of the reference: {text}").format(
+                    file=path, line=number, text=line.strip()))  # fmt: skip
             if path.endswith((".md", ".ipynb")) and LEFT_OUT_LINK.search(line):
-                found.append(f"{path}:{number}: a link to a page the edition leaves out")
+                found.append(tr(lang, "{file}:{line}: a link to a page the edition leaves out").format(
+                    file=path, line=number))  # fmt: skip
     return found
 
 
-def _check_target(target: Path, force: bool) -> None:
+def _check_target(target: Path, force: bool, lang: str) -> None:
     """Refuse a target that is, holds or sits in the workbook, that is not a folder, or that is not empty (unless force)."""
     resolved = target.resolve()
     if resolved == WORKBOOK_ROOT or WORKBOOK_ROOT.is_relative_to(resolved) or resolved.is_relative_to(WORKBOOK_ROOT):
-        raise ReleaseError(f"{target} is the workbook, holds it or lies inside it: choose a folder outside it")
+        raise ReleaseError(tr(lang, "{folder} is the workbook, holds it or lies inside it: choose a folder outside it")
+                           .format(folder=target))  # fmt: skip
     if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise ReleaseError(f"{target} is not a folder")
+        raise ReleaseError(tr(lang, "{folder} is not a folder").format(folder=target))
     if target.exists() and any(target.iterdir()) and not force:
-        raise ReleaseError(f"{target} is not empty; choose a new folder, or --force to replace what is there")
+        raise ReleaseError(tr(lang, "{folder} is not empty; choose a new folder, or --force to replace what is there")
+                           .format(folder=target))  # fmt: skip
 
 
-def release(target: Path, *, force: bool = False, edition: Edition | None = None) -> int:
-    """Write the edition into target as a new git repository with one commit; the number of files."""
+def release(target: Path, *, force: bool = False, edition: Edition | None = None, lang: str = "en") -> int:
+    """Write the edition into target as a new git repository with one commit; the number of files.
+
+    A ReleaseError says why not in lang; the commit's message is in English, as the workbook's are.
+    """
     edition = edition or load_edition()
-    files = edition_files(edition)
-    found = leaks(files, secret_lines(edition))
+    files = edition_files(edition, lang=lang)
+    found = leaks(files, secret_lines(edition), lang)
     if found:
-        raise ReleaseError("the edition would give the reference away:\n" + "\n".join(found))
-    _check_target(target, force)
+        raise ReleaseError(tr(lang, "the edition would give the reference away:") + "\n" + "\n".join(found))
+    _check_target(target, force, lang)
     if target.exists():
         shutil.rmtree(target)
     for path, data in files.items():
@@ -185,16 +195,21 @@ def release(target: Path, *, force: bool = False, edition: Edition | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="release", description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", type=Path, metavar="DIR", help="where the edition goes (a new or empty folder)")
-    parser.add_argument("--force", action="store_true", help="replace what DIR holds")
+    argv = sys.argv[1:] if argv is None else argv
+    lang = cli.language_of(argv)
+    description = tr(lang, "Write the student edition of the workbook, a fresh git repository of one commit.")
+    parser = cli.parser("release", description, lang)
+    parser.add_argument("target", type=Path, metavar="DIR",
+                        help=tr(lang, "where the edition goes (a new or empty folder)"))  # fmt: skip
+    parser.add_argument("--force", action="store_true", help=tr(lang, "replace what DIR holds"))
     args = parser.parse_args(argv)
     try:
-        count = release(args.target, force=args.force)
+        count = release(args.target, force=args.force, lang=lang)
     except ReleaseError as exc:
         print(f"release: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote the student edition ({count} files, one commit) to {args.target}")
+    print(tr(lang, "wrote the student edition ({count} files, one commit) to {folder}").format(
+        count=count, folder=args.target))  # fmt: skip
     return 0
 
 

@@ -35,6 +35,7 @@ from labkit.grading import lms
 from labkit.grading.feedback import feedback_markdown, violation_line
 from labkit.grading.grader import SETTING_KEYS, Grade, file_sha256, grade_from_json
 from labkit.grading.submission import Submission
+from minituner.i18n import tr
 
 CLASS_FILE = "class.json"
 RESULT_FILE = "result.json"
@@ -46,7 +47,7 @@ LEFT_TMP_S = 60.0
 
 
 class ResultsError(Exception):
-    """An output folder that cannot be used as asked (a merge that would be wrong, a folder in use)."""
+    """An output folder that cannot be used as asked (a merge that would be wrong, a folder in use), said in the lang asked."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(out: Path) -> Iterator[None]:
-    """Hold out for this process: a second `grade` writing to the same folder is refused, not interleaved.
+def locked(out: Path, lang: str = "en") -> Iterator[None]:
+    """Hold out for this process: a second `grade` writing to the same folder is refused (in lang), not interleaved.
 
     The lock is the kernel's (flock): it goes with the process, however it ends, a SIGKILL included.
     """
@@ -91,7 +92,8 @@ def locked(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ResultsError(f"{out} is in use by another grade run; wait for it to end, or use another --out") from None
+            raise ResultsError(tr(lang, "{folder} is in use by another grade run; wait for it to end, or use another --out")
+                               .format(folder=out)) from None  # fmt: skip
         yield
 
 
@@ -105,15 +107,16 @@ def write_results(grades: Sequence[Grade], out: Path, lang: str) -> None:
         write_atomic(folder / RESULT_FILE, json.dumps(grade.to_json(), indent=1))  # last: it says the grade is done
 
 
-def read_class(out: Path) -> ClassList | None:
-    """The class recorded in out, or None when out holds none."""
+def read_class(out: Path, lang: str = "en") -> ClassList | None:
+    """The class recorded in out, or None when out holds none; ResultsError (in lang) when it cannot be read."""
     try:
         data = json.loads((out / CLASS_FILE).read_text(encoding="utf-8"))
         return ClassList(tuple(str(n) for n in data["submissions"]), data.get("shard"), tuple(data.get("whole", ())))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ResultsError(f"{out / CLASS_FILE} cannot be read ({exc}); delete it and grade the class again") from None
+        raise ResultsError(tr(lang, "{file} cannot be read ({error}); delete it and grade the class again").format(
+            file=out / CLASS_FILE, error=exc)) from None  # fmt: skip
 
 
 def write_class(out: Path, listing: ClassList) -> None:
@@ -161,22 +164,23 @@ class Gradebook:
     absent: list[str] = field(default_factory=list)  # with a roster: rostered students with no submission
 
 
-def rebuild(out: Path) -> Gradebook:
+def rebuild(out: Path, lang: str = "en") -> Gradebook:
     """Rewrite out's gradebook.csv and summary.md from the results on disk, for the class in class.json.
 
-    Also removes what a killed run's write_atomic may have left (its temporary files).
+    summary.md, Moodle's feedback and the errors are in lang; gradebook.csv is in English (it is for
+    programs). Also removes what a killed run's write_atomic may have left (its temporary files).
     """
     for left in [*out.glob(".*.tmp"), *out.glob("*/.*.tmp")]:
         with contextlib.suppress(OSError):
             if time.time() - left.stat().st_mtime > LEFT_TMP_S:
                 left.unlink()
-    listing = read_class(out) or ClassList(())
+    listing = read_class(out, lang) or ClassList(())
     results, _ = read_results(out)
     members = set(listing.submissions)
     graded = [results[name] for name in sorted(members & set(results))]
-    roster = lms.read_roster(out / lms.ROSTER_FILE) if (out / lms.ROSTER_FILE).exists() else []
-    students = lms.match_students(sorted(members), roster)
-    overrides = lms.read_overrides(out / lms.OVERRIDES_FILE, {g.name: g for g in graded})
+    roster = lms.read_roster(out / lms.ROSTER_FILE, lang) if (out / lms.ROSTER_FILE).exists() else []
+    students = lms.match_students(sorted(members), roster, lang)
+    overrides = lms.read_overrides(out / lms.OVERRIDES_FILE, {g.name: g for g in graded}, lang)
     handed_in = {s.identifier for s in students.values()}
     book = Gradebook(
         graded=graded,
@@ -186,11 +190,11 @@ def rebuild(out: Path) -> Gradebook:
         absent=sorted(s.name or s.identifier for s in roster if s.identifier not in handed_in),
     )
     write_atomic(out / "gradebook.csv", gradebook_csv(book.graded, overrides, students))
-    write_atomic(out / "summary.md", summary_markdown(book))
+    write_atomic(out / "summary.md", summary_markdown(book, lang))
     if roster:
         lab = load_lab()
         max_points = lab.total_points
-        for name, text in lms.exports(graded, students, roster, overrides, lab.title["en"], max_points).items():
+        for name, text in lms.exports(graded, students, roster, overrides, lab.title["en"], max_points, lang).items():
             write_atomic(out / name, text)
     return book
 
@@ -217,28 +221,35 @@ def gradebook_csv(grades: Sequence[Grade], overrides: Mapping[str, lms.Override]
     return table.getvalue()
 
 
-def summary_markdown(book: Gradebook) -> str:
-    """Item analysis: how the class did on each test, and the failure messages seen most.
+def summary_markdown(book: Gradebook, lang: str = "en") -> str:
+    """Item analysis: how the class did on each test, and the failure messages seen most (in lang).
 
     Tests that did not run because their block is not started (its stub still raises
     NotImplementedError) are counted apart, so the most common failures are real mistakes.
     """
     grades = book.graded
-    lines = ["# Class summary", "", f"{len(grades)} submissions graded."]
+    title = tr(lang, "Class summary")
+    lines = [f"# {title}", "", tr(lang, "{count} submissions graded.").format(count=len(grades))]
     if book.missing:
-        lines.append(f"Not graded yet ({len(book.missing)}; run the same grade command again): {', '.join(book.missing)}.")
+        lines.append(tr(lang, "Not graded yet ({count}; run the same grade command again): {names}.").format(
+            count=len(book.missing), names=", ".join(book.missing)))  # fmt: skip
     if book.stale:
-        lines.append(f"Left out, not in this class ({len(book.stale)}): {', '.join(book.stale)}.")
+        lines.append(tr(lang, "Left out, not in this class ({count}): {names}.").format(
+            count=len(book.stale), names=", ".join(book.stale)))  # fmt: skip
     if book.absent:
-        lines.append(f"Rostered, no submission (blank in canvas.csv and moodle.csv) ({len(book.absent)}): "
-                     f"{', '.join(book.absent)}.")  # fmt: skip
+        lines.append(tr(lang, "Rostered, no submission (blank in canvas.csv and moodle.csv) ({count}): {names}.").format(
+            count=len(book.absent), names=", ".join(book.absent)))  # fmt: skip
     if book.unrostered:
-        lines.append(f"Submissions of no rostered student (not in the exports) ({len(book.unrostered)}): "
-                     f"{', '.join(book.unrostered)}.")  # fmt: skip
+        lines.append(tr(lang, "Submissions of no rostered student (not in the exports) ({count}): {names}.").format(
+            count=len(book.unrostered), names=", ".join(book.unrostered)))  # fmt: skip
     if grades:
         totals = sorted(g.points for g in grades)
-        lines.append(f"Total points: min {totals[0]:g}, median {totals[len(totals) // 2]:g}, max {totals[-1]:g}.")
-    lines += ["", "## Pass rate per test", "", "| test | passed | not started | rate |", "|---|---|---|---|"]
+        lines.append(tr(lang, "Total points: min {min:g}, median {median:g}, max {max:g}.").format(
+            min=totals[0], median=totals[len(totals) // 2], max=totals[-1]))  # fmt: skip
+    # i18n: the heads of the table of tests: a test, how many passed it, how many had its block not started, the rate
+    cols = (tr(lang, "test"), tr(lang, "passed"), tr(lang, "not started"), tr(lang, "rate"))
+    pass_rate = tr(lang, "Pass rate per test")
+    lines += ["", f"## {pass_rate}", "", f"| {cols[0]} | {cols[1]} | {cols[2]} | {cols[3]} |", "|---|---|---|---|"]
     names = [t.name for t in max(grades, key=lambda g: len(g.tests)).tests] if grades else []  # not a grader error's
     for i, name in enumerate(names):
         outcomes = [g.tests[i] for g in grades if i < len(g.tests)]
@@ -253,10 +264,14 @@ def summary_markdown(book: Gradebook) -> str:
         if t.outcome != "passed" and t.exc_type != "NotImplementedError"
     )
     ungraded = [g.name for g in grades if g.problem]
-    lines += ["", "## Most common failure messages", "",
-              "Not counting the tests of blocks not started (NotImplementedError) nor those of submissions that "
-              f"could not be graded at all ({len(ungraded)}{': ' + ', '.join(ungraded) if ungraded else ''}; their "
-              "feedback says why).", "", "| count | test: first line of the message |", "|---|---|"]  # fmt: skip
+    common = tr(lang, "Most common failure messages")
+    # i18n: {ungraded} is how many submissions could not be graded, then their names: "2: ana, ben" (or "0")
+    counted = tr(lang, "Not counting the tests of blocks not started (NotImplementedError) nor those of submissions "
+                 "that could not be graded at all ({ungraded}; their feedback says why).").format(
+                     ungraded=f"{len(ungraded)}: {', '.join(ungraded)}" if ungraded else "0")  # fmt: skip
+    # i18n: the heads of the table of failure messages: how many times, and the test with its message's first line
+    heads = (tr(lang, "count"), tr(lang, "test: first line of the message"))
+    lines += ["", f"## {common}", "", counted, "", f"| {heads[0]} | {heads[1]} |", "|---|---|"]
     lines += [f"| {count} | {text.replace('|', '/')} |" for text, count in messages.most_common(15)]
     return "\n".join(lines) + "\n"
 
@@ -269,74 +284,82 @@ def merge(folders: Sequence[Path], out: Path, lang: str, roster: str | None = No
     shards that are not exactly 1/N..N/N; results made with different settings. roster, when given,
     is the text of a checked roster, written into out once the merge is known to be right.
     """
-    parts = [(folder, _merge_part(folder)) for folder in folders]
+    parts = [(folder, _merge_part(folder, lang)) for folder in folders]
     seen: dict[Path, Path] = {}
     for folder, _ in parts:
         if folder.resolve() in seen:
-            raise ResultsError(f"{folder} is given twice (as {seen[folder.resolve()]} too)")
+            raise ResultsError(tr(lang, "{folder} is given twice (as {other} too)").format(
+                folder=folder, other=seen[folder.resolve()]))  # fmt: skip
         seen[folder.resolve()] = folder
     owner: dict[str, Path] = {}
     for folder, (listing, _) in parts:
         for name in listing.submissions:
             if name in owner:
-                raise ResultsError(f"{name} is in both {owner[name]} and {folder}: a submission belongs to one shard")
+                raise ResultsError(tr(lang, "{name} is in both {first} and {second}: a submission belongs to one shard")
+                                   .format(name=name, first=owner[name], second=folder))  # fmt: skip
             owner[name] = folder
-    _check_shards([(folder, listing.shard) for folder, (listing, _) in parts])
+    _check_shards([(folder, listing.shard) for folder, (listing, _) in parts], lang)
     wholes = {listing.whole for _, (listing, _) in parts if listing.shard}
     if len(wholes) > 1 or (wholes and set(next(iter(wholes))) != set(owner)):
-        raise ResultsError("the shards were cut from different classes (a submission was added or removed between "
-                           "their runs): grade every shard again from the same class")  # fmt: skip
+        raise ResultsError(tr(lang, "the shards were cut from different classes (a submission was added or removed "
+                              "between their runs): grade every shard again from the same class"))  # fmt: skip
     grades = [grade for _, (_, part) in parts for grade in part]
     settings = [(folder, settings_of(g), g.name) for folder, (_, part) in parts for g in part]
     for folder, found, name in settings[1:]:
         first_folder, first, first_name = settings[0]
         for key in SETTING_KEYS:
             if found[key] != first[key]:
-                raise ResultsError(f"{folder}/{name} was graded with {key} = {found[key]!r}, {first_folder}/{first_name} "
-                                   f"with {first[key]!r}: grade every shard with the same settings")  # fmt: skip
+                raise ResultsError(tr(lang, "{result} was graded with {setting} = {value}, {first} with {first_value}: "
+                                      "grade every shard with the same settings").format(
+                    result=f"{folder}/{name}", setting=key, value=repr(found[key]), first=f"{first_folder}/{first_name}",
+                    first_value=repr(first[key])))  # fmt: skip
     if roster is not None:
         write_atomic(out / lms.ROSTER_FILE, roster)
     write_results(grades, out, lang)
     write_class(out, ClassList(tuple(sorted(owner))))
-    return rebuild(out)
+    return rebuild(out, lang)
 
 
-def _merge_part(folder: Path) -> tuple[ClassList, list[Grade]]:
-    """A folder's class and its results, or why it cannot be merged."""
+def _merge_part(folder: Path, lang: str) -> tuple[ClassList, list[Grade]]:
+    """A folder's class and its results, or why it cannot be merged (in lang)."""
     if not folder.is_dir():
-        raise ResultsError(f"{folder} is not a folder")
-    listing = read_class(folder)
+        raise ResultsError(tr(lang, "{folder} is not a folder").format(folder=folder))
+    listing = read_class(folder, lang)
     if listing is None:
-        raise ResultsError(f"{folder} has no {CLASS_FILE}: it is not an output folder of grade (or an older grade "
-                           "wrote it; grade it again)")  # fmt: skip
+        raise ResultsError(tr(lang, "{folder} has no {file}: it is not an output folder of grade (or an older grade "
+                              "wrote it; grade it again)").format(folder=folder, file=CLASS_FILE))  # fmt: skip
     results, _ = read_results(folder)
     missing = [name for name in listing.submissions if name not in results]
     if missing:
-        raise ResultsError(f"{folder}: {len(missing)} submission(s) of its class have no result yet ({', '.join(missing[:5])}): "
-                           "run its grade command again to finish it")  # fmt: skip
+        raise ResultsError(tr(lang, "{folder}: {count} submission(s) of its class have no result yet ({names}): run its "
+                              "grade command again to finish it").format(
+                                  folder=folder, count=len(missing), names=", ".join(missing[:5])))  # fmt: skip
     unaudited = [name for name in listing.submissions if not results[name].audit]
     if unaudited:
-        raise ResultsError(f"{folder}: the results of {', '.join(unaudited[:5])} have no audit record (an older grade "
-                           "made them): grade them again")  # fmt: skip
+        raise ResultsError(tr(lang, "{folder}: the results of {names} have no audit record (an older grade made them): "
+                              "grade them again").format(folder=folder, names=", ".join(unaudited[:5])))  # fmt: skip
     return listing, [results[name] for name in listing.submissions]
 
 
-def _check_shards(shards: Sequence[tuple[Path, str | None]]) -> None:
+def _check_shards(shards: Sequence[tuple[Path, str | None]], lang: str) -> None:
     """Sharded folders must be every shard of one split, once each; unsharded ones may be merged freely."""
     sharded = [(folder, spec) for folder, spec in shards if spec]
     if not sharded:
         return
     if len(sharded) != len(shards):
         plain = next(folder for folder, spec in shards if not spec)
-        raise ResultsError(f"{plain} holds a whole class, the others shards of one: merge the shards only")
+        raise ResultsError(tr(lang, "{folder} holds a whole class and the others hold shards of one: merge the shards only").format(
+            folder=plain))  # fmt: skip
     counts = {spec.split("/")[1] for _, spec in sharded}
     if len(counts) > 1:
-        raise ResultsError(f"the folders are shards of different splits ({', '.join(spec for _, spec in sharded)})")
+        raise ResultsError(tr(lang, "the folders are shards of different splits ({shards})").format(
+            shards=", ".join(spec for _, spec in sharded)))  # fmt: skip
     total = int(counts.pop())
     have = Counter(int(spec.split("/")[0]) for _, spec in sharded)
     twice = [f"{i}/{total}" for i, c in sorted(have.items()) if c > 1]
     if twice:
-        raise ResultsError(f"shard {', '.join(twice)} is given more than once")
+        raise ResultsError(tr(lang, "shard {shards} is given more than once").format(shards=", ".join(twice)))
     absent = [f"{i}/{total}" for i in range(1, total + 1) if i not in have]
     if absent:
-        raise ResultsError(f"shard {', '.join(absent)} is missing: merge the folders of all {total} shards")
+        raise ResultsError(tr(lang, "shard {shards} is missing: merge the folders of all {count} shards").format(
+            shards=", ".join(absent), count=total))  # fmt: skip

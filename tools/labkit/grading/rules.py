@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.core.labinfo import LANGUAGES, Rules, load_lab, user_language
+from labkit.core.labinfo import Rules, load_lab, user_language
+from minituner.i18n import LANGUAGES
 
 ATTRIBUTE_FUNCTIONS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
 MUTATING_FUNCTIONS = frozenset({"setattr", "delattr"})

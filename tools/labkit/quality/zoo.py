@@ -6,6 +6,9 @@ Every variant is run through the overlay mechanism, exactly as a student's submi
 it must fail at least one graded test, and the failure that `check` shows first (first_shown) must
 mention its keyword: proof that the first feedback a student reads points at the actual mistake.
 A variant may also name tests that must catch it in every case, each with its own keyword (also).
+The zoo runs in English and again in Spanish (the language of the tests' messages, minituner.i18n):
+the same tests must fail, the same failure must come first, and the Spanish one must be Spanish
+(translation_problems).
 
 Each run is also graded as `grade` grades it, without a notes file (labkit.grading.points, and
 mypy --strict on the variant): fairness_problems checks the points policy of labs/lab.toml against
@@ -21,15 +24,18 @@ its whole block; every other variant loses at least one rule's points.
 from __future__ import annotations
 
 import argparse
+import string
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from labkit.content.catalog import read_catalog
 from labkit.content.site import text_hash, with_translation_hash
 from labkit.core.edits import apply_edits
 from labkit.core.labinfo import Lab, load_lab
@@ -43,6 +49,7 @@ from labkit.core.overlay import (
 from labkit.core.tomlread import read_toml
 from labkit.grading.grader import DEFAULT_LIMITS, ItemGrade, MypyCaches, run_mypy, typecheck_item, typing_escapes
 from labkit.grading.points import BlockScore, block_rules, cases_of, score_block
+from minituner.i18n import catalog_path
 
 ZOO_FILE = WORKBOOK_ROOT / "tools" / "zoo" / "bugs.toml"
 TABLE_PATHS = {
@@ -207,6 +214,10 @@ def load_alternatives(path: Path = ZOO_FILE) -> list[Alternative]:
     return alternatives
 
 
+#: The shortest run of a catalog message's own words (between its {fields}) that tells its language.
+MIN_PIECE = 12
+
+
 def run_alternatives(alternatives: Sequence[Alternative], jobs: int = 2) -> dict[str, Scored]:
     """The reference ("reference") and each alternative, by id, run and scored."""
     scored = _run_sources([None, *alternatives], jobs)
@@ -218,12 +229,17 @@ def run_zoo(bugs: Sequence[Bug], jobs: int = 2) -> list[ZooResult]:
     return [ZooResult(bug, scored) for bug, scored in zip(bugs, _run_sources(bugs, jobs), strict=True)]
 
 
-def _run_sources(variants: Sequence[Bug | Alternative | None], jobs: int) -> list[Scored]:
-    """Each variant of the reference (None: the reference itself), jobs at a time, in order: its run
-    of the graded tests through the overlay, and mypy --strict on it."""
+def run_messages(bugs: Sequence[Bug], language: str, jobs: int = 2) -> list[OverlayRun]:
+    """Every variant's run of the graded tests with their messages in language (no type check); in the order of bugs."""
+    with _variant_files(bugs) as paths, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(lambda path: run_overlay(path, env={"LANGUAGE": language}), paths))
+
+
+@contextmanager
+def _variant_files(variants: Sequence[Bug | Alternative | None]) -> Iterator[list[Path]]:
+    """Each variant of the reference (None: the reference itself) as a lora.py of its own, in a temporary folder."""
     reference = REFERENCE.read_text(encoding="utf-8")
     sources = [reference if v is None else v.apply(reference) for v in variants]  # fail fast on a stale edit
-    lab = load_lab()
     with tempfile.TemporaryDirectory(prefix="labkit-zoo-") as tmp:
         paths = []
         for k, source in enumerate(sources):
@@ -231,10 +247,18 @@ def _run_sources(variants: Sequence[Bug | Alternative | None], jobs: int) -> lis
             path.parent.mkdir()
             path.write_text(source, encoding="utf-8")
             paths.append(path)
-        caches = MypyCaches(Path(tmp) / "mypy", jobs)
+        yield paths
+
+
+def _run_sources(variants: Sequence[Bug | Alternative | None], jobs: int) -> list[Scored]:
+    """Each variant of the reference (None: the reference itself), jobs at a time, in order: its run
+    of the graded tests through the overlay (their messages in English), and mypy --strict on it."""
+    lab = load_lab()
+    with _variant_files(variants) as paths, tempfile.TemporaryDirectory(prefix="labkit-zoo-mypy-") as tmp:
+        caches = MypyCaches(Path(tmp), jobs)
 
         def run(path: Path) -> Scored:
-            overlay = run_overlay(path)
+            overlay = run_overlay(path, env={"LANGUAGE": "en"})
             with caches.held() as cache:
                 code, output = run_mypy(path, lab, DEFAULT_LIMITS, cache, sandbox=False)
             any_passed = bool(overlay.passed)
@@ -271,6 +295,43 @@ def zoo_problems(results: Iterable[ZooResult]) -> list[str]:
             if not cases or missed:
                 problems.append(f"{bug.id}: {test} must fail in every case naming {keyword!r}; "
                                 f"it does not in {missed or 'any case (not collected)'}")  # fmt: skip
+    return problems
+
+
+def _pieces(text: str) -> set[str]:
+    """The runs of text's own words between its {fields}, stripped, of MIN_PIECE characters or more."""
+    return {p.strip() for p, *_ in string.Formatter().parse(text) if len(p.strip()) >= MIN_PIECE}
+
+
+def translation_problems(english: Sequence[ZooResult], spanish: Sequence[OverlayRun], lang: str = "es") -> list[str]:
+    """Variants whose run in lang (spanish, run_messages's) is not their English run, translated.
+
+    The same tests must fail and the same failure come first; that failure must hold none of the
+    catalog's English sentences that lang says otherwise, and, when the English one holds a message
+    of the catalog's, some of lang's own words. (A failure that is not the workbook's text, an error
+    torch raised inside the student's code, is the same in both.)
+    """
+    catalog = [m for m in read_catalog(catalog_path(lang), lang) if m.id and m.string]
+    ids, strings = [str(m.id) for m in catalog], [str(m.string) for m in catalog]
+    english_only = {p for i in ids for p in _pieces(i) if not any(p in s for s in strings)}
+    translated = {p for s in strings for p in _pieces(s) if not any(p in i for i in ids)}
+    problems = []
+    for en, run in zip(english, spanish, strict=True):
+        bug, es_first = en.bug.id, first_shown(run)
+        es_caught = [o.name for o in run.not_passed]
+        if en.caught_by != es_caught:
+            problems.append(f"{bug}: other tests fail in {lang}: {sorted(set(en.caught_by) ^ set(es_caught))}")
+        if en.first is None or es_first is None:
+            continue
+        if en.first.name != es_first.name:
+            problems.append(f"{bug}: the first failure shown is {en.first.name} in English, {es_first.name} in {lang}")
+            continue
+        shown = es_first.message[:SHOWN_CHARS]
+        leaked = sorted(p for p in english_only if p in shown)
+        if leaked:
+            problems.append(f"{bug}: the first failure shown in {lang} holds English: {leaked[0]!r}\n{shown}")
+        elif any(p in en.first.message for p in english_only) and not any(p in shown for p in translated):
+            problems.append(f"{bug}: the first failure shown in {lang} is not translated:\n{shown}")
     return problems
 
 
@@ -343,11 +404,11 @@ _TABLE_TEXT = {
         "zoológico de errores (`tools/zoo/bugs.toml`) por la superposición del corrector; no se "
         "edita a mano. Cada variante es la solución de referencia con un error clásico. La palabra "
         "clave debe aparecer en el mensaje del primer fallo mostrado (el que `check` muestra al "
-        "estudiante), para que la primera retroalimentación nombre el error. La nota es la que `grade` "
+        "estudiante), para que el primer comentario que lee nombre el error. La nota es la que `grade` "
         "da a la variante sin archivo de notas, sobre {full:g} (los bloques y `mypy --strict`; un código "
         "correcto obtiene {full:g}). Una variante que rompe uno de los invariantes del laboratorio (la columna "
         "invariante) no obtiene ninguno de los puntos de su bloque; cualquier otra pierde al menos una "
-        "regla, {rule:g} puntos ([cómo se dan los puntos](index.md#points)).\n\n"
+        "regla, {rule:g} puntos ([cómo se dan los puntos](index.es.md#points)).\n\n"
         "{count} variantes, todas detectadas; notas de {lowest:g} a {highest:g}.\n\n"
         "| variante | bloque | error | palabra clave | primer fallo mostrado | detectada por | invariante | nota |\n"
         "|---|---|---|---|---|---|---|---|\n"
