@@ -9,4 +9,5 @@ cd "$(dirname "$0")/.."
 export LANGUAGE=en
 .venv/bin/mypy --strict tools/labkit
 .venv/bin/ruff check tools/labkit tests conftest.py
-exec .venv/bin/python -m pytest tools/tests "$@"
+# The slowest tests are listed at the end, so that the suite's time stays visible.
+exec .venv/bin/python -m pytest tools/tests --durations=12 "$@"

@@ -68,6 +68,13 @@ def tr(lang: str, message: str) -> str:
     return translations(lang).gettext(message)
 
 
+def error_text(text: str, lang: str) -> str:
+    """An error as "Type: message", with a stub's NotImplementedError message in lang (how it reads
+    outside pytest: a notebook's cell, the notes measurement); any other text as it is."""
+    kind, sep, message = text.partition(": ")
+    return f"{kind}{sep}{tr(lang, message)}" if kind == "NotImplementedError" and sep else text
+
+
 def translator(lang: str) -> Callable[[str], str]:
     """A function that gives a message in lang: a notebook's `say = translator("es")`."""
     return translations(lang).gettext

@@ -245,7 +245,7 @@ def test_a_broken_invariant_is_said_first_in_both_languages() -> None:
               for b in lab.blocks]  # fmt: skip
     item = ItemGrade(5.0, 5.0, True, "")
     grade = Grade("x", blocks, item, item, {}, 1.0)
-    for lang, said in (("en", "Invariant broken: Identity at init"), ("es", "Invariante roto: Identidad al inicio")):
+    for lang, said in (("en", "Invariant broken — Identity at init"), ("es", "Invariante roto — Identidad al inicio")):
         text = check.render(grade, lab, lang)
         assert said in text and text.index(said) < text.index("output differs from base(x)"), text
         assert " 0/24 " in text and " 7/8 " in text, text

@@ -36,6 +36,7 @@ SOURCES = (
     "conftest.py", "tests/test_minituner.py", "tests/scenarios.py",
     "tools/labkit/core/cli.py", "tools/labkit/core/nextsteps.py",
     "tools/labkit/grading/check.py", "tools/labkit/grading/grader.py", "tools/labkit/grading/feedback.py",
+    "tools/labkit/grading/points.py",
     "tools/labkit/grading/grade.py", "tools/labkit/grading/judge.py", "tools/labkit/grading/lms.py",
     "tools/labkit/grading/release.py", "tools/labkit/grading/results.py",
 )

@@ -7,7 +7,9 @@ flag, read ahead, or else the environment's (labinfo.user_language).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 from labkit.core.labinfo import user_language
 from minituner.i18n import LANGUAGES, tr
@@ -32,7 +34,12 @@ def parser(prog: str, description: str, lang: str) -> argparse.ArgumentParser:
                       groups: Iterable[argparse._MutuallyExclusiveGroup], prefix: str | None = None) -> None:  # fmt: skip
             super().add_usage(usage, actions, groups, prefix or tr(lang, "usage: "))
 
-    made = argparse.ArgumentParser(prog=prog, description=description, add_help=False, formatter_class=Formatter)
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:  # argparse's own, with its "error" in lang
+            self.print_usage(sys.stderr)
+            self.exit(2, f"{self.prog}: {tr(lang, 'error')}: {message}\n")
+
+    made = Parser(prog=prog, description=description, add_help=False, formatter_class=Formatter)
     made._optionals.title = tr(lang, "options")
     made.add_argument("-h", "--help", action="help", help=tr(lang, "show this help message and exit"))
     made.add_argument("--lang", choices=LANGUAGES, help=tr(lang, "language (default: from LANGUAGE, LC_ALL, LC_MESSAGES or LANG)"))

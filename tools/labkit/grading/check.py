@@ -36,7 +36,7 @@ from labkit.grading.grader import (
 )
 from labkit.grading.points import broken_message
 from labkit.grading.submission import Submission
-from minituner.i18n import tr
+from minituner.i18n import error_text, tr
 
 PUBLIC_SEED = 0
 WIDTH = 88  # columns of wrapped text (hints, the code rule)
@@ -53,8 +53,8 @@ def wrap(text: str, indent: str = "") -> str:
 
 def render(grade: Grade, lab: Lab, lang: str) -> str:
     """The grade as check shows it at the end: the table of blocks, then the one failure to fix first."""
-    lines = [tr(lang, "{title}: {points:g} / {max:g} points").format(
-        title=lab.title[lang], points=grade.points, max=grade.max_points), ""]  # fmt: skip
+    lines = [tr(lang, "{title} — {points} / {max} points").format(
+        title=lab.title[lang], points=number(grade.points, lang), max=number(grade.max_points, lang)), ""]  # fmt: skip
     if grade.violations:
         rule = tr(lang, "Your lora.py breaks the lab's code rule (only torch, torch.nn, torch.nn.functional, numpy and "
                   "a few standard modules; nothing that reaches outside the lab's code). The instructor's grader "
@@ -67,10 +67,10 @@ def render(grade: Grade, lab: Lab, lang: str) -> str:
     lines.append(f"  {cols[0]:44} {cols[1]:>7}  {cols[2]:>7}  {cols[3]}")
     for b in grade.blocks:
         title = f"{b.id}  {lab.block(b.id).title[lang]}"
-        lines.append(f"{_mark(b)} {title:44} {_fraction(b.rules_passed, b.rules)}  "
-                     f"{_fraction(b.points, b.max_points)}  {status_label(b.status, lang)}")  # fmt: skip
+        lines.append(f"{_mark(b)} {title:44} {_fraction(b.rules_passed, b.rules, lang)}  "
+                     f"{_fraction(b.points, b.max_points, lang)}  {status_label(b.status, lang)}")  # fmt: skip
     for label, item in (("mypy --strict", grade.typecheck), (tr(lang, "notes file"), grade.notes)):
-        lines.append(f"{'✓' if item.ok else '✗'} {label:44} {'':7}  {_fraction(item.points, item.max_points)}")
+        lines.append(f"{'✓' if item.ok else '✗'} {label:44} {'':7}  {_fraction(item.points, item.max_points, lang)}")
     pending = [b for b in grade.blocks if b.status != "done"]
     lines.append("")
     if not pending:
@@ -91,9 +91,15 @@ def render(grade: Grade, lab: Lab, lang: str) -> str:
     return "\n".join(lines)
 
 
-def _fraction(points: float, max_points: float) -> str:
-    """ "27/27", aligned in a 7-column cell."""
-    return f"{points:>3g}/{max_points:<3g}"
+def _fraction(points: float, max_points: float, lang: str) -> str:
+    """ "27/27", aligned in a 7-column cell (3.75 is 3,75 in Spanish)."""
+    return f"{number(points, lang):>3}/{number(max_points, lang):<3}"
+
+
+def number(value: float, lang: str) -> str:
+    """value as a short number in lang's way: 32.75 in English, 32,75 in Spanish."""
+    text = f"{value:g}"
+    return text.replace(".", ",") if lang == "es" else text
 
 
 def _mark(block: BlockGrade) -> str:
@@ -112,10 +118,11 @@ def progress_line(key: str, result: BlockGrade | ItemGrade, lab: Lab, lang: str)
     if isinstance(result, BlockGrade):
         label = tr(lang, "block {block}").format(block=result.id)
         status = status_label(result.status, lang)
-    else:
+    else:  # its points say it all; why it has none is said below the table
         label = "mypy --strict" if key == "typecheck" else tr(lang, "notes file")
-        status = tr(lang, "passes") if result.ok else tr(lang, "does not pass yet")
-    points = tr(lang, "{points:g} / {max:g} points").format(points=result.points, max=result.max_points)
+        status = "✓" if result.ok else "✗"
+    points = tr(lang, "{points} / {max} points").format(points=number(result.points, lang),
+                                                         max=number(result.max_points, lang))  # fmt: skip
     return f"  {label:16} {points:18} {status}"
 
 
@@ -148,7 +155,7 @@ def run_notebooks(lora: Path, paths: Sequence[str], lang: str) -> dict[str, str]
         PARALLEL_ARGS,
     )
 
-    print(tr(lang, "Running the notebooks on your code ({count}; a few seconds each)...").format(count=len(paths)),
+    print(tr(lang, "Running {count} notebook(s) on your code, a few seconds each...").format(count=len(paths)),
           flush=True)  # fmt: skip
     cells = {path: _code_cells(WORKBOOK_ROOT / path) for path in paths}
     lines: dict[str, str] = {}
@@ -167,7 +174,8 @@ def run_notebooks(lora: Path, paths: Sequence[str], lang: str) -> dict[str, str]
     run = run_overlay(lora, tests=paths, pytest_args=(*NBVAL_ARGS, *parallel),
                       timeout=NOTEBOOK_TIMEOUT, progress=show)  # fmt: skip
     show(run.outcomes, final=True)
-    print(tr(lang, "(cells are numbered as In [n] in the stored notebook: code cells, from 1)"), flush=True)
+    if any(" ok " not in line for line in lines.values()) or len(lines) < len(paths):
+        print(tr(lang, "(cells are numbered as In [n] in the stored notebook: code cells, from 1)"), flush=True)
     if not run.outcomes:
         print(_indent(last_lines(_clean(run.output), 8)), flush=True)
     return lines
@@ -198,7 +206,7 @@ def notebook_report(path: str, outcomes: Sequence[TestOutcome], lang: str) -> st
     if "Cell outputs differ" in "\n".join(message.splitlines()[:2]):  # nbval: the first line, or after its heading
         head = tr(lang, "{notebook}: cell {cell} ran, but its output differs from the stored one:")
         return head.format(notebook=name, cell=cell) + "\n" + _indent("\n".join(output_diff(message, lang)))
-    error = cell_error(message)
+    error = error_text(cell_error(message), lang)
     return tr(lang, "{notebook}: cell {cell} failed: {error}").format(notebook=name, cell=cell, error=error)
 
 
@@ -245,6 +253,12 @@ def cell_error(message: str, max_lines: int = 4) -> str:
     return last_lines("\n".join(lines), 2)
 
 
+def unknown_block(name: str, lab: Lab, lang: str) -> str:
+    """Why name names no block of the lab, in lang."""
+    return tr(lang, "no block {name}; the blocks are {blocks}").format(
+        name=repr(name), blocks=", ".join(b.id for b in lab.blocks))  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- the command
 def _stamp(paths: Sequence[Path]) -> tuple[float, ...]:
     return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in paths)
@@ -255,25 +269,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     lang = cli.language_of(argv)
     description = tr(lang, "Where you stand in Lab 00, block by block, graded exactly as the instructor's `grade` does.")
     parser = cli.parser("check", description, lang)
-    parser.add_argument("--hint", metavar="BLOCK", help=tr(lang, "show the hint of BLOCK (A to E)"))
-    parser.add_argument("--notebooks", metavar="BLOCK", nargs="*",
+    block_value = tr(lang, "BLOCK")  # i18n: the name of the option's value in --help (a block's letter)
+    parser.add_argument("--hint", metavar=block_value, help=tr(lang, "show the hint of BLOCK (A to E)"))
+    parser.add_argument("--notebooks", metavar=block_value, nargs="*",
                         help=tr(lang, "also run the blocks' notebooks on your code (all, or the blocks named)"))  # fmt: skip
     parser.add_argument("--watch", action="store_true",
                         help=tr(lang, "run again whenever lora.py or the notes file change"))  # fmt: skip
     args = parser.parse_args(argv)
     lab = load_lab()
-    if args.hint:
+
+    def block_named(name: str, option: str) -> Block:
         try:
-            block = lab.block(args.hint)
-        except KeyError as exc:
-            parser.error(f"--hint: {exc.args[0]}")
+            return lab.block(name)
+        except KeyError:
+            parser.error(f"{option}: " + unknown_block(name, lab, lang))
+
+    if args.hint:
+        block = block_named(args.hint, "--hint")
         print(tr(lang, "Hint for block {block} ({title}):").format(block=block.id, title=block.title[lang]))
         print(wrap(block.hint[lang]))
         return 0
-    try:
-        notebooks = [] if args.notebooks is None else [lab.block(b) for b in args.notebooks] or list(lab.blocks)
-    except KeyError as exc:
-        parser.error(f"--notebooks: {exc.args[0]}")
+    notebooks = [] if args.notebooks is None else [block_named(b, "--notebooks") for b in args.notebooks] or list(lab.blocks)
     grade = run_once(lab, lang, notebooks)
     if not args.watch:
         complete = grade.points == grade.max_points and not grade.withheld

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from minituner.i18n import error_text
+
 SEED = 0
 #: The merge rule, as the graded tests check it: the largest absolute difference between the
 #: outputs after and before merge_() is below MERGE_TOLERANCE * max(1, largest |output before|)
@@ -252,7 +254,8 @@ def judge(
         elif isinstance(value, str):
             problem = t["unreadable"].format(raw=value, key=key, example=example)
         elif isinstance(actual, str) or actual is None:
-            problem = t["unmeasured"].format(value=shown, expected=expected, actual=actual)
+            problem = t["unmeasured"].format(value=shown, expected=expected,
+                                             actual=actual if actual is None else error_text(actual, lang))  # fmt: skip
         elif _agrees(key, value, actual, bound):
             problem = ""
         else:

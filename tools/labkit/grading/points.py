@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from labkit.core.labinfo import Block, Invariant, Lab
 from labkit.core.overlay import TestOutcome
+from minituner.i18n import tr
 
 #: What a test's exception is when its check, not the code it calls, failed (pytest.fail raises Failed).
 CHECK_FAILURES = frozenset({"AssertionError", "Failed"})
@@ -80,18 +81,13 @@ def score_block(block: Block, lab: Lab, cases: Sequence[Case]) -> BlockScore:
     return BlockScore(round(points, 2), sum(rules.values()), len(rules), broken, tuple(shown))
 
 
-_BROKEN = {
-    "en": "Invariant broken: {title}. {why} So block {block} earns none of its points until it holds "
-          "(the tests that state it: {tests}).",
-    "es": "Invariante roto: {title}. {why} Por eso el bloque {block} no obtiene ninguno de sus puntos hasta "
-          "que se cumpla (los tests que lo enuncian: {tests}).",
-}
-
-
 def broken_message(invariant: Invariant, block_id: str, lang: str) -> str:
     """Why a block has no points: the invariant that broke and why it is non-negotiable, in lang."""
     tests = ", ".join(f"`{name}`" for name in invariant.tests)
-    return _BROKEN[lang].format(title=invariant.title[lang], why=invariant.why[lang], block=block_id, tests=tests)
+    # i18n: {title} is the invariant's own title, which holds a colon ("Identity at init: a freshly ...")
+    text = tr(lang, "Invariant broken — {title}. {why} So block {block} earns none of its points until it holds "
+                    "(the tests that state it: {tests}).")  # fmt: skip
+    return text.format(title=invariant.title[lang], why=invariant.why[lang], block=block_id, tests=tests)
 
 
 def block_rules(lab: Lab, tests: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
