@@ -179,8 +179,8 @@ def _parsed(path: Path) -> tuple[str, ast.Module]:
 
 
 def bilingual_functions(paths: Iterable[Path]) -> dict[str, int]:
-    """Functions that take a Spanish text as a parameter named ``es`` (``said(en, es)``,
-    ``md(en, es)``), by name, with that parameter's position."""
+    """Functions that take a Spanish text as a parameter named ``es`` (the notebooks' ``md(en, es)``),
+    by name, with that parameter's position."""
     found = {}
     for path in paths:
         for node in ast.walk(_parsed(path)[1]):
@@ -431,7 +431,7 @@ def test_every_kind_of_spanish_text_is_scanned() -> None:
         "labs/00-lora-by-hand.es.md", "docs/index.es.md", "solutions/00-lora-by-hand-ref.es.md",
         "docs/instructors/bug-zoo.es.md", "docs/benchmarks/index.es.md",
         "tools/notebooks/block_a.py", "tools/notebooks/block_e.py", "labs/lab.toml", "tools/zoo/bugs.toml",
-        "tools/labkit/grading/grader.py", "tools/labkit/grading/rules.py", "mkdocs.yml",
+        "tools/labkit/quality/zoo.py", "tools/labkit/bench/page.py", "mkdocs.yml",
         "src/minituner/locale/es/LC_MESSAGES/minituner.po",
     ):  # fmt: skip
         assert expected in sources, f"no Spanish text found in {expected}"

@@ -20,7 +20,7 @@ from labkit.core.overlay import REFERENCE, STUBS, WORKBOOK_ROOT, Limits, run_lim
 from labkit.core.report import ReportReader
 from labkit.grading import grade as grade_cli
 from labkit.grading.grader import UNSANDBOXED, grade_submission
-from labkit.grading.submission import MAX_SOURCE_BYTES, find_submission
+from labkit.grading.submission import MAX_SOURCE_BYTES, find_submission, said
 
 LIMITS = Limits(memory_mb=4096, output_mb=64, test_timeout_s=10)
 
@@ -92,8 +92,8 @@ def test_no_sandbox_is_recorded_in_every_result(tmp_path: Path, capsys: pytest.C
     assert grade_cli.main([str(bad), "--out", str(tmp_path / "out"), "--no-sandbox"]) == 0
     assert "WARNING" in capsys.readouterr().err
     result = json.loads((tmp_path / "out" / "not_utf8" / "result.json").read_text(encoding="utf-8"))
-    assert result["notices"] == [UNSANDBOXED]
-    assert UNSANDBOXED["en"] in (tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8")
+    assert result["notices"] == [said(UNSANDBOXED)] and said(UNSANDBOXED)["es"] != UNSANDBOXED
+    assert UNSANDBOXED in (tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8")
 
 
 def _submission_dir(tmp_path: Path) -> Path:

@@ -166,7 +166,8 @@ def test_spanish_pages_link_spanish_pages_on_the_site(built_site: Path) -> None:
             html = (built_site / lang / page / "index.html").read_text(encoding="utf-8")
             for target in targets:
                 assert target in html, f"{lang}{page}: no {target}"
-            assert ".es.md" not in html and ".es/" not in html, f"{lang}{page}: a link to a twin's file name"
+            twins = [href for href in re.findall(r'href="([^"]*)"', html) if ".es.md" in href or ".es/" in href]
+            assert not twins, f"{lang}{page}: links to a twin's file name: {twins}"
 
 
 def test_notebook_pages_are_rendered_not_raw_json(built_site: Path) -> None:

@@ -3,8 +3,8 @@
     python -m labkit.content.catalog            # what the Spanish catalog lacks; exit 1 if anything
     python -m labkit.content.catalog --update   # take in new and changed messages, drop the gone ones
 
-Messages are found with Babel's extractor: the `_("...")`, `tr(lang, "...")` and `N_("...")` calls of
-SOURCES; the `say("...")` calls and the comments of the notebooks' code cells (tools/notebooks: the
+Messages are found with Babel's extractor: the `_("...")`, `tr(lang, "...")`, `N_("...")` and
+`said("...", **fields)` calls of SOURCES; the `say("...")` calls and the comments of the notebooks' code cells (tools/notebooks: the
 Spanish notebooks print and comment in Spanish, labkit.content.notebooks.localized); and the texts the
 stubs raise NotImplementedError with (conftest.py shows those translated). --update
 merges them into src/minituner/locale/es/LC_MESSAGES/minituner.po as gettext's msgmerge does: a new
@@ -39,13 +39,15 @@ SOURCES = (
     "tools/labkit/grading/points.py",
     "tools/labkit/grading/grade.py", "tools/labkit/grading/judge.py", "tools/labkit/grading/lms.py",
     "tools/labkit/grading/release.py", "tools/labkit/grading/results.py",
+    "tools/labkit/grading/rules.py", "tools/labkit/grading/measure.py", "tools/labkit/grading/submission.py",
 )
 #: The notebooks' sources: what their code cells print with say("..."), and their comments.
 NOTEBOOK_KEYWORDS: dict[str, Any] = {"say": None}
 #: The stubs, whose NotImplementedError texts are messages too.
 STUBS = "src/minituner/lora.py"
-#: _(message), tr(lang, message) and N_(message) (a message defined in one place, translated in another).
-KEYWORDS: dict[str, Any] = {"_": None, "tr": (2,), "N_": None}
+#: _(message), tr(lang, message), N_(message) (a message defined in one place, translated in another)
+#: and the grader's said(message, **fields) (labkit.grading.submission: a message in every language).
+KEYWORDS: dict[str, Any] = {"_": None, "tr": (2,), "N_": None, "said": None}
 COMMENT_TAG = "i18n:"
 #: Lines of the catalog: long messages are wrapped, as msgmerge does, for readable diffs.
 WIDTH = 100

@@ -276,7 +276,7 @@ def _merge(args: argparse.Namespace, lang: str) -> int:
 def _grade(args: argparse.Namespace, lang: str) -> int:
     lab = load_lab()
     if args.no_sandbox:
-        print("grade: " + tr(lang, "WARNING: {notice}").format(notice=UNSANDBOXED[lang]), file=sys.stderr)
+        print("grade: " + tr(lang, "WARNING: {notice}").format(notice=tr(lang, UNSANDBOXED)), file=sys.stderr)
     else:
         try:
             probe()

@@ -61,7 +61,7 @@ from labkit.grading.submission import (
     read_text,
     said,
 )
-from minituner.i18n import N_, tr
+from minituner.i18n import LANGUAGES, N_, tr
 
 HIDDEN_DIR = "tests/hidden"  # where hidden tests go in the judge's copy (never in the worker's)
 HIDDEN_MESSAGE = N_("a hidden test of this block did not pass (hidden tests show their block and outcome only)")
@@ -78,11 +78,10 @@ WORKER_FILES = ("src/minituner/__init__.py", "src/minituner/model.py", "tests/sc
 #: The judge's stand-in for lora.py: the judge never imports a submission, and this makes sure of it.
 JUDGE_GUARD = 'raise ImportError("the judge never imports the submission: its scenarios run in the worker")\n'
 #: The notes' detail when the submission's code could not be run: nothing to compare them with.
-NOT_MEASURED = said("not compared: the values are measured with your code, which could not be graded",
-                    "sin comparar: los valores se miden con tu código, que no se pudo calificar")
-UNSANDBOXED = said(
-    "graded WITHOUT the sandbox (--no-sandbox): the submission could read and change anything the grader can",
-    "calificada SIN el sandbox (--no-sandbox): la entrega podía leer y cambiar todo lo que puede el corrector",
+NOT_MEASURED = N_("not compared: the values are measured with your code, which could not be graded")
+#: The notice of a grade made without the sandbox (Grade.notices holds it as said(UNSANDBOXED)).
+UNSANDBOXED = N_(
+    "graded WITHOUT the sandbox (--no-sandbox): the submission could read and change anything the grader can"
 )
 
 
@@ -130,7 +129,7 @@ def _item(points: float, max_points: float, ok: bool, detail: dict[str, str]) ->
 
 
 def _same(text: str) -> dict[str, str]:
-    return {"en": text, "es": text}
+    return {lang: text for lang in LANGUAGES}
 
 
 #: grade_submission's progress callback: (a block's id, its grade) as soon as each of its tests has
@@ -261,14 +260,14 @@ def grade_submission(
                 for block in lab.blocks:
                     if block.id not in reported:
                         progress(block.id, _block_grade(block, lab, expected, final))
-            notes = _notes(record.notes, submission.notes, lab) if not problem else _item(0.0, lab.notes.points, False, NOT_MEASURED)
+            notes = _notes(record.notes, submission.notes, lab) if not problem else _item(0.0, lab.notes.points, False, said(NOT_MEASURED))
             typecheck = typecheck_item(*mypy.result(), lab, any_passed, typing_escapes(source))
             if progress is not None:
                 progress("typecheck", typecheck)
                 progress("notes", notes)
     tests = _test_results(expected, outcomes, problem, language)
     blocks = [_block_grade(block, lab, expected, tests) for block in lab.blocks]
-    notices = [] if sandbox else [UNSANDBOXED]
+    notices = [] if sandbox else [said(UNSANDBOXED)]
     seconds = round(time.monotonic() - start, 1)
     settings = grading_settings(seed=seed, limits=limits, time_limit=time_limit, hidden=hidden, sandbox=sandbox,
                                 language=language)  # fmt: skip
@@ -358,7 +357,7 @@ def grade_or_report(submission: Submission, *, seed: int = DEFAULT_GRADER_SEED, 
     except Exception as exc:  # whatever went wrong, for this submission only
         lab = load_lab()
         why = f"{type(exc).__name__}: {str(exc)[:500]}"
-        problem = said(f"the grader failed on this submission ({why})", f"el corrector falló con esta entrega ({why})")
+        problem = said("the grader failed on this submission ({why})", why=why)
         blocks = [BlockGrade(b.id, b.title["en"], 0.0, b.points, 0, 0, "crashed") for b in lab.blocks]
         seconds = round(time.monotonic() - start, 1)
         audit: dict[str, object] = {}
@@ -439,18 +438,13 @@ def _source(submission: Submission, lab: Lab) -> tuple[str | None, dict[str, str
     if submission.problem:
         return None, submission.problem
     if submission.lora is None:
-        return None, said(f"no lora.py found (looked for {lab.submission} and lora.py)",
-                          f"no se encontró lora.py (se buscó {lab.submission} y lora.py)")  # fmt: skip
+        return None, said("no lora.py found (looked for {submission} and lora.py)", submission=lab.submission)
     return read_text(submission.lora, MAX_SOURCE_BYTES, "lora")
 
 
 def _evidence_text(evidence: str) -> dict[str, str]:
-    return {
-        "en": f"the process running the submission sent the judge what no scenario sends ({evidence}): "
-              "did the submission write it?",
-        "es": f"el proceso que ejecutaba la entrega envió al juez algo que ningún escenario envía ({evidence}): "
-              "¿lo escribió la entrega?",
-    }
+    return said("the process running the submission sent the judge what no scenario sends ({evidence}): "
+                "did the submission write it?", evidence=evidence)  # fmt: skip
 
 
 def _run_judge(
@@ -504,16 +498,13 @@ def _run_judge(
         record = JudgeRecord(**json.loads(record_path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         record = JudgeRecord()
-        return {}, said(f"the grader's judge did not finish:\n{last_lines(run.output)}",
-                        f"el juez del corrector no terminó:\n{last_lines(run.output)}"), record  # fmt: skip
+        return {}, said("the grader's judge did not finish:\n{output}", output=last_lines(run.output)), record
     if record.import_error is not None:
-        return {}, said("the submission could not be imported:\n" + record.import_error,
-                        "no se pudo importar la entrega:\n" + record.import_error), record  # fmt: skip
+        return {}, said("the submission could not be imported:\n{error}", error=record.import_error), record
     collection = [o for o in run.outcomes if o.exc_type == "CollectionError"]
     if collection:
         trace = last_lines(collection[0].message)
-        return {}, said("the graded tests could not be collected:\n" + trace,
-                        "no se pudieron recoger los tests evaluables:\n" + trace), record  # fmt: skip
+        return {}, said("the graded tests could not be collected:\n{trace}", trace=trace), record
     return {o.nodeid: o for o in run.outcomes}, {}, record
 
 
@@ -574,24 +565,7 @@ def _env(workdir: Path, sandbox: bool) -> dict[str, str]:
     return env if sandbox else {**os.environ, **env}
 
 
-_NO_TEST_PASSES = {
-    "en": "mypy --strict passes, but no graded test does yet: the type check counts from the first one",
-    "es": "mypy --strict pasa, pero todavía no pasa ningún test evaluable: la comprobación de tipos cuenta desde el primero",
-}
-
-
-_INLINE_CONFIG = {
-    "en": "line {line}: `{comment}`: inline mypy configuration is not allowed: the type check runs with the "
-          "workbook's settings only",
-    "es": "línea {line}: `{comment}`: no se permite configurar mypy dentro del archivo: la comprobación de tipos "
-          "usa solo la configuración del cuaderno de prácticas",
-}
-_TYPE_IGNORE = {
-    "en": "line {line}: `{comment}`: a `# type: ignore` hides what mypy found there, so the type check does not "
-          "count; type the line instead (annotations, or typing.cast for torch's untyped calls)",
-    "es": "línea {line}: `{comment}`: un `# type: ignore` oculta lo que mypy encontró ahí, así que la comprobación "
-          "de tipos no cuenta; tipa la línea (anotaciones, o typing.cast para las llamadas sin tipos de torch)",
-}
+_NO_TEST_PASSES = N_("mypy --strict passes, but no graded test does yet: the type check counts from the first one")
 
 
 def typing_escapes(source: str) -> list[dict[str, str]]:
@@ -608,9 +582,12 @@ def typing_escapes(source: str) -> list[dict[str, str]]:
         body = token.string.lstrip("#").strip()
         line, comment = token.start[0], token.string[:60]
         if body.startswith("mypy:"):
-            found.append({lang: text.format(line=line, comment=comment) for lang, text in _INLINE_CONFIG.items()})
+            found.append(said("line {line}: `{comment}`: inline mypy configuration is not allowed: the type check "
+                              "runs with the workbook's settings only", line=line, comment=comment))  # fmt: skip
         elif re.match(r"type:\s*ignore", body):
-            found.append({lang: text.format(line=line, comment=comment) for lang, text in _TYPE_IGNORE.items()})
+            found.append(said("line {line}: `{comment}`: a `# type: ignore` hides what mypy found there, so the type "
+                              "check does not count; type the line instead (annotations, or typing.cast for torch's "
+                              "untyped calls)", line=line, comment=comment))  # fmt: skip
     return found
 
 
@@ -618,22 +595,21 @@ def typecheck_item(code: int | None, output: str, lab: Lab, any_passed: bool, es
     # Typed stubs pass mypy: the type check counts only once some graded test passes.
     ok = code == 0 and any_passed and not escapes
     if escapes:
-        detail = {lang: "\n".join(e[lang] for e in escapes) for lang in ("en", "es")}
+        detail = {lang: "\n".join(e[lang] for e in escapes) for lang in LANGUAGES}
     else:
-        detail = _NO_TEST_PASSES if code == 0 and not any_passed else _same(last_lines(output, 20))
+        detail = said(_NO_TEST_PASSES) if code == 0 and not any_passed else _same(last_lines(output, 20))
     return _item(lab.typecheck.points if ok else 0.0, lab.typecheck.points, ok, detail)
 
 
 def _notes(measured: Mapping[str, object], notes_path: Path | None, lab: Lab) -> ItemGrade:
     """The notes file judged against what the judge measured with the submission's code."""
     if notes_path is None:
-        return _item(0.0, lab.notes.points, False, {"en": f"no notes file ({lab.notes_path})",
-                                                    "es": f"no hay archivo de notas ({lab.notes_path})"})  # fmt: skip
+        return _item(0.0, lab.notes.points, False, said("no notes file ({path})", path=lab.notes_path))
     text, problem = read_text(notes_path, MAX_NOTES_BYTES, "notes")
     if text is None:
         return _item(0.0, lab.notes.points, False, problem)
     parsed = parse_notes(text, lab.notes_keys)
-    judged = {lang: judge(parsed, measured, lab.notes_keys, lang) for lang in ("en", "es")}
+    judged = {lang: judge(parsed, measured, lab.notes_keys, lang) for lang in LANGUAGES}
     good = sum(not problem for problem, _ in judged["en"].values())
     detail = {lang: "\n".join(f"{k}: {line}" for k, (_, line) in j.items()) for lang, j in judged.items()}
     points = round(lab.notes.points * good / len(lab.notes_keys), 2)

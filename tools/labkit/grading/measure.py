@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from minituner.i18n import error_text
+from minituner.i18n import N_, error_text, tr
 
 SEED = 0
 #: The merge rule, as the graded tests check it: the largest absolute difference between the
@@ -161,42 +161,27 @@ def parse_notes(text: str, keys: tuple[str, ...]) -> dict[str, float | str | tup
 
 
 _MESSAGES = {
-    "en": {
-        "missing": "no line '{key}: <value>' in the notes file (expected {expected}, e.g. '{key}: {example}')",
-        "unreadable": "could not read the value '{raw}' of {key}: write a number, e.g. {example}",
-        "unreadable_names": "no parameter names after '{key}:': list them, e.g. '{key}: {example}'",
-        "unmeasured": "the notes say {value} (expected {expected}), but your code could not measure it: {actual}",
-        "initial_output_diff": "the notes say {value} and your code gives {actual}; expected 0.0 for both (B starts at zero)",
-        "merge_diff": "the notes say {value} and your code gives {actual}; expected a value from 0 to below {bound:.3g} "
-                      "for both (1e-5 × max(1, largest |output|), the graded tests' rule)",
-        "trainable_params": "the notes say {value} and your code counts {actual}; expected {params} for both (r * (in + out))",
-        "gradient_flow": "the notes say {value} and, in your code, {actual} received a gradient; expected {names} "
-                         "for both (only the adapter learns; the base is frozen)",
-        "ok": "ok ({value})",
-        "none": "none",
-        "exp_initial_output_diff": "0.0",
-        "exp_merge_diff": "a value below 1e-5 × max(1, largest |output|)",
-        "exp_trainable_params": "{params}",
-        "exp_gradient_flow": "{names}",
-    },
-    "es": {
-        "missing": "no hay una línea '{key}: <valor>' en el archivo de notas (se espera {expected}, p. ej. '{key}: {example}')",
-        "unreadable": "no se pudo leer el valor '{raw}' de {key}: escribe un número, p. ej. {example}",
-        "unreadable_names": "no hay nombres de parámetros tras '{key}:': escríbelos, p. ej. '{key}: {example}'",
-        "unmeasured": "las notas dicen {value} (se espera {expected}), pero tu código no pudo medirlo: {actual}",
-        "initial_output_diff": "las notas dicen {value} y tu código da {actual}; se espera 0.0 en ambos (B empieza en cero)",
-        "merge_diff": "las notas dicen {value} y tu código da {actual}; se espera un valor de 0 a menos de {bound:.3g} "
-                      "en ambos (1e-5 × max(1, mayor |salida|), la regla de los tests evaluables)",
-        "trainable_params": "las notas dicen {value} y tu código cuenta {actual}; se espera {params} en ambos (r * (in + out))",
-        "gradient_flow": "las notas dicen {value} y, en tu código, recibieron gradiente {actual}; se espera {names} "
-                         "en ambos (solo aprende el adaptador; la base está congelada)",
-        "ok": "bien ({value})",
-        "none": "ninguno",
-        "exp_initial_output_diff": "0.0",
-        "exp_merge_diff": "un valor menor que 1e-5 × max(1, mayor |salida|)",
-        "exp_trainable_params": "{params}",
-        "exp_gradient_flow": "{names}",
-    },
+    "missing": N_("no line '{key}: <value>' in the notes file (expected {expected}, e.g. '{key}: {example}')"),
+    "unreadable": N_("could not read the value '{raw}' of {key}: write a number, e.g. {example}"),
+    "unreadable_names": N_("no parameter names after '{key}:': list them, e.g. '{key}: {example}'"),
+    "unmeasured": N_("the notes say {value} (expected {expected}), but your code could not measure it: {actual}"),
+    "initial_output_diff": N_(
+        "the notes say {value} and your code gives {actual}; expected 0.0 for both (B starts at zero)"
+    ),
+    "merge_diff": N_("the notes say {value} and your code gives {actual}; expected a value from 0 to below {bound:.3g} "
+                     "for both (1e-5 × max(1, largest |output|), the graded tests' rule)"),
+    "trainable_params": N_(
+        "the notes say {value} and your code counts {actual}; expected {params} for both (r * (in + out))"
+    ),
+    "gradient_flow": N_("the notes say {value} and, in your code, {actual} received a gradient; expected {names} "
+                        "for both (only the adapter learns; the base is frozen)"),
+    "ok": N_("ok ({value})"),
+    "none": N_("none"),
+    # What each key's value should be, as the messages write it (the same in every language but merge_diff's).
+    "exp_initial_output_diff": "0.0",
+    "exp_merge_diff": N_("a value below 1e-5 × max(1, largest |output|)"),
+    "exp_trainable_params": "{params}",
+    "exp_gradient_flow": "{names}",
 }
 
 
@@ -205,7 +190,7 @@ def _shown(value: object, lang: str) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (tuple, list)):
-        return ", ".join(map(str, value)) or _MESSAGES[lang]["none"]
+        return ", ".join(map(str, value)) or tr(lang, _MESSAGES["none"])
     return str(value)
 
 
@@ -237,7 +222,7 @@ def judge(
     notes: Mapping[str, object], measured: Mapping[str, Any], keys: tuple[str, ...], lang: str = "en"
 ) -> dict[str, tuple[str, str]]:
     """For each key, (what is wrong or "", the line to show: what is wrong, or "ok" with the value)."""
-    t = _MESSAGES[lang]
+    t = {key: tr(lang, message) for key, message in _MESSAGES.items()}
     measured_bound = measured.get("merge_bound")
     bound = measured_bound if isinstance(measured_bound, float) else MERGE_TOLERANCE
     fmt: dict[str, object] = {"params": EXPECTED_PARAMS, "names": ", ".join(EXPECTED_GRADIENTS), "bound": bound}

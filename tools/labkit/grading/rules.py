@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.core.labinfo import Rules, load_lab, user_language
-from minituner.i18n import LANGUAGES
+from minituner.i18n import LANGUAGES, N_, tr
 
 ATTRIBUTE_FUNCTIONS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
 MUTATING_FUNCTIONS = frozenset({"setattr", "delattr"})
@@ -36,93 +36,42 @@ MAX_CONSTRUCT = 60
 _DUNDER_IN_TEXT = re.compile(r"__[A-Za-z0-9]\w*?__")
 Located = ast.stmt | ast.expr | ast.arg | ast.pattern  # the nodes a violation can point at
 
-_PREFIX = {"en": "line {line}: `{construct}`: ", "es": "línea {line}: `{construct}`: "}
-_UNCHECKED = {
-    "en": "line 1: the file is nested too deeply to be checked, which the lab does not allow",
-    "es": "línea 1: el archivo está anidado a demasiada profundidad para comprobarlo, y el laboratorio no lo permite",
-}
-_MESSAGES: dict[str, dict[str, str]] = {
-    "import": {
-        "en": "the lab allows imports from {allowed} only",
-        "es": "el laboratorio solo permite importar de {allowed}",
-    },
-    "import-relative": {
-        "en": "relative imports are not allowed",
-        "es": "no se permiten importaciones relativas",
-    },
-    "import-star": {
-        "en": "`from ... import *` is not allowed",
-        "es": "no se permite `from ... import *`",
-    },
-    "builtin": {
-        "en": "the built-in `{name}` is not allowed in the lab",
-        "es": "la función integrada `{name}` no está permitida en el laboratorio",
-    },
-    "builtin-type": {
-        "en": "the built-in `type` is allowed only as `type(x)`",
-        "es": "la función integrada `type` solo se permite como `type(x)`",
-    },
-    "getattr-bare": {
-        "en": "`{name}` may only be called directly",
-        "es": "`{name}` solo se puede llamar directamente",
-    },
-    "getattr-computed": {
-        "en": "the attribute name given to `{name}` must be a string literal or a variable",
-        "es": "el nombre de atributo que recibe `{name}` debe ser una cadena literal o una variable",
-    },
-    "getattr-module": {
-        "en": "`{name}` on a module, or on something reached through one, needs a string literal as the name",
-        "es": "`{name}` sobre un módulo, o sobre algo alcanzado a través de uno, necesita una cadena literal "
-        "como nombre",
-    },
-    "subclass": {
-        "en": "a class may not derive from `{name}`: a tensor subclass can change how the tests compare "
-        "tensors",
-        "es": "una clase no puede derivar de `{name}`: una subclase de tensor puede cambiar cómo comparan "
-        "tensores los tests",
-    },
-    "subclass-computed": {
-        "en": "a class's bases must be named, not computed",
-        "es": "las clases base de una clase deben nombrarse, no calcularse",
-    },
-    "dunder-string": {
-        "en": "a string that names a dunder (`{name}`): the only dunder names allowed are {allowed}, "
-        "as strings too (a dunder in a string is how code reaches what the rule forbids by name)",
-        "es": "una cadena que nombra un dunder (`{name}`): los únicos nombres dunder permitidos son {allowed}, "
-        "también como cadenas (un dunder en una cadena es como el código llega a lo que la regla prohíbe por nombre)",
-    },
-    "dunder": {
-        "en": "the only dunder names allowed are {allowed}",
-        "es": "los únicos nombres dunder permitidos son {allowed}",
-    },
-    "module-attr": {
-        "en": "the name `{name}` is off-limits in the lab: through it, code reaches the OS, files, the "
-        "interpreter or torch's machinery",
-        "es": "el nombre `{name}` está vetado en el laboratorio: a través de él, el código llega al sistema, a "
-        "archivos, al intérprete o a la maquinaria de torch",
-    },
-    "private": {
-        "en": "the private names of modules (here `{name}`) are not allowed",
-        "es": "no se permiten los nombres privados de los módulos (aquí `{name}`)",
-    },
-    "assign-module": {
-        "en": "code may not change a module, nor anything reached through one",
-        "es": "el código no puede modificar un módulo ni nada alcanzado a través de uno",
-    },
-    "module-value": {
-        "en": "a module may only be used as `{name}.attribute`",
-        "es": "un módulo solo puede usarse como `{name}.atributo`",
-    },
-    "numpy-only": {
-        "en": "in `{function}`: block {block}'s functions ({functions}) use numpy only, not {modules}",
-        "es": "en `{function}`: las funciones del bloque {block} ({functions}) solo usan numpy, no {modules}",
-    },
-    "numpy-only-via": {
-        "en": "in `{function}`, which `{caller}` uses: block {block}'s functions ({functions}) use numpy "
-        "only, not {modules}",
-        "es": "en `{function}`, que usa `{caller}`: las funciones del bloque {block} ({functions}) solo usan "
-        "numpy, no {modules}",
-    },
+#: A finding is this prefix, then its message (_MESSAGES), each in the reader's language.
+_PREFIX = N_("line {line}: `{construct}`: ")
+_UNCHECKED = N_("line 1: the file is nested too deeply to be checked, which the lab does not allow")
+_MESSAGES: dict[str, str] = {
+    "import": N_("the lab allows imports from {allowed} only"),
+    "import-relative": N_("relative imports are not allowed"),
+    "import-star": N_("`from ... import *` is not allowed"),
+    "builtin": N_("the built-in `{name}` is not allowed in the lab"),
+    "builtin-type": N_("the built-in `type` is allowed only as `type(x)`"),
+    "getattr-bare": N_("`{name}` may only be called directly"),
+    "getattr-computed": N_("the attribute name given to `{name}` must be a string literal or a variable"),
+    "getattr-module": N_(
+        "`{name}` on a module, or on something reached through one, needs a string literal as the name"
+    ),
+    "subclass": N_(
+        "a class may not derive from `{name}`: a tensor subclass can change how the tests compare "
+        "tensors"
+    ),
+    "subclass-computed": N_("a class's bases must be named, not computed"),
+    "dunder-string": N_(
+        "a string that names a dunder (`{name}`): the only dunder names allowed are {allowed}, "
+        "as strings too (a dunder in a string is how code reaches what the rule forbids by name)"
+    ),
+    "dunder": N_("the only dunder names allowed are {allowed}"),
+    "module-attr": N_(
+        "the name `{name}` is off-limits in the lab: through it, code reaches the OS, files, the "
+        "interpreter or torch's machinery"
+    ),
+    "private": N_("the private names of modules (here `{name}`) are not allowed"),
+    "assign-module": N_("code may not change a module, nor anything reached through one"),
+    "module-value": N_("a module may only be used as `{name}.attribute`"),
+    "numpy-only": N_("in `{function}`: block {block}'s functions ({functions}) use numpy only, not {modules}"),
+    "numpy-only-via": N_(
+        "in `{function}`, which `{caller}` uses: block {block}'s functions ({functions}) use numpy "
+        "only, not {modules}"
+    ),
 }
 
 
@@ -147,7 +96,7 @@ def check_source(source: str) -> list[Violation]:
     except (SyntaxError, ValueError):  # ValueError: null bytes
         return []
     except (RecursionError, MemoryError):  # nested too deeply for ast: never let that pass unchecked
-        return [Violation(1, "unchecked", dict(_UNCHECKED))]
+        return [Violation(1, "unchecked", {lang: tr(lang, _UNCHECKED) for lang in LANGUAGES})]
     return _Checker(source, tree, load_lab().rules).run()
 
 
@@ -358,7 +307,7 @@ class _Checker:
         line = node.lineno
         what = construct if construct is not None else self.snippet(node)
         text = {
-            lang: _PREFIX[lang].format(line=line, construct=what) + _MESSAGES[key][lang].format(**fields)
+            lang: tr(lang, _PREFIX).format(line=line, construct=what) + tr(lang, _MESSAGES[key]).format(**fields)
             for lang in LANGUAGES
         }
         self.found[line, code, text["en"]] = Violation(line, code, text)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.core.labinfo import Lab
+from minituner.i18n import LANGUAGES, tr
 
 MAX_SOURCE_BYTES = 256 * 1024  # a lora.py; the reference is about 10 KiB
 MAX_NOTES_BYTES = 64 * 1024
@@ -48,8 +49,8 @@ def find_submission(path: Path, lab: Lab) -> Submission:
     if lora is not None and not _regular(lora):
         where = lora.relative_to(path)
         if lora.is_dir():
-            return Submission(name, None, None, said(f"{where} is a directory", f"{where} es un directorio"))
-        return Submission(name, None, None, said(f"{where} is not a regular file", f"{where} no es un archivo normal"))
+            return Submission(name, None, None, said("{where} is a directory", where=where))
+        return Submission(name, None, None, said("{where} is not a regular file", where=where))
     notes = next((p for p, _ in found[2:] if p is not None and _regular(p)), None)
     return Submission(name, lora, notes)
 
@@ -69,14 +70,15 @@ def _inside(root: Path, rel: str) -> tuple[Path | None, dict[str, str]]:
     return current, {}
 
 
-def said(en: str, es: str) -> dict[str, str]:
-    """A message of the grader's, in both languages."""
-    return {"en": en, "es": es}
+def said(message: str, **fields: object) -> dict[str, str]:
+    """A message of the grader's in every language: message (English, as the code writes it) through
+    the catalog, then its {fields} filled in. Its own text only, as a literal at the call: what is not
+    a message (a path, an error, a traceback) goes in a field."""
+    return {lang: tr(lang, message).format(**fields) for lang in LANGUAGES}
 
 
 def _linked(where: object) -> dict[str, str]:
-    return said(f"{where} is a symbolic link: submissions are read, never followed",
-                f"{where} es un enlace simbólico: las entregas se leen, nunca se siguen")  # fmt: skip
+    return said("{where} is a symbolic link: submissions are read, never followed", where=where)
 
 
 def holds_lora(directory: Path, lab: Lab) -> bool:
@@ -91,30 +93,32 @@ def _regular(path: Path) -> bool:
         return False
 
 
-#: What read_text reads, as its messages name it.
-_WHAT = {"lora": said("lora.py", "lora.py"), "notes": said("the notes file", "el archivo de notas")}
-
-
 def read_text(path: Path, max_bytes: int, what: str) -> tuple[str | None, dict[str, str]]:
     """(text, {}) or (None, problem by language): path's UTF-8 text (a BOM allowed, CRLF made LF), never followed.
 
-    what: "lora" or "notes", the file's role, which the messages name.
+    what: "lora" or "notes", the file's role, which the messages name (each role has its own
+    sentences: the languages do not place the file's name alike).
     """
-    en, es = _WHAT[what]["en"], _WHAT[what]["es"]
+    lora = what == "lora"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
-        return None, said(f"{en} cannot be read: {exc.strerror}", f"no se puede leer {es}: {exc.strerror}")
+        error = exc.strerror
+        return None, (said("lora.py cannot be read: {error}", error=error) if lora
+                      else said("the notes file cannot be read: {error}", error=error))  # fmt: skip
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, said(f"{en} is not a regular file", f"{es} no es un archivo normal")
+            return None, (said("lora.py is not a regular file") if lora
+                          else said("the notes file is not a regular file"))  # fmt: skip
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
         kib = max_bytes // 1024
-        return None, said(f"{en} is larger than {kib} KiB", f"{es} ocupa más de {kib} KiB")
+        return None, (said("lora.py is larger than {kib} KiB", kib=kib) if lora
+                      else said("the notes file is larger than {kib} KiB", kib=kib))  # fmt: skip
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return None, said(f"{en} is not UTF-8 text (byte {exc.start}); save it as UTF-8",
-                          f"{es} no es texto UTF-8 (byte {exc.start}); guárdalo como UTF-8")  # fmt: skip
+        byte = exc.start
+        return None, (said("lora.py is not UTF-8 text (byte {byte}); save it as UTF-8", byte=byte) if lora
+                      else said("the notes file is not UTF-8 text (byte {byte}); save it as UTF-8", byte=byte))  # fmt: skip
     return text.replace("\r\n", "\n"), {}
